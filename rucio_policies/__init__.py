@@ -1,0 +1,1 @@
+"""rucio_policies package."""
