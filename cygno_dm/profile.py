@@ -1,0 +1,208 @@
+"""Experiment profiles: one validated TOML file describes an experiment's scopes, names, RSEs and accounts."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROFILE_ENV = "CYGNO_DM_PROFILE"
+PACKAGED = Path(__file__).parent / "profiles"
+
+SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,24}$")
+ACCOUNT_RE = re.compile(r"^[a-z0-9_.-]{1,25}$")
+RSE_RE = re.compile(r"^[A-Z0-9_-]{1,64}$")
+TAG_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+
+RseKind = Literal["posix", "s3", "webdav", "tape"]
+Role = Literal["root", "admin", "daq", "data-manager", "user"]
+
+
+class ProfileError(ValueError):
+    """A profile broke a rule; the message names the field and the rule."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check(pattern: re.Pattern[str], what: str, value: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{what} {value!r} must match {pattern.pattern}")
+    return value
+
+
+class Experiment(_Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
+    description: str = ""
+    vo: str = "def"
+
+
+class Scopes(_Strict):
+    raw: list[str]
+    sim: list[str] = []
+    analysis: list[str] = []
+    user_prefix: str = "user."
+
+    @field_validator("raw", "sim", "analysis")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        return [_check(SCOPE_RE, "scope name", s) for s in v]
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.raw, *self.sim, *self.analysis]
+
+
+class Naming(_Strict):
+    tags: list[str]
+    run_digits_min: Annotated[int, Field(ge=1, le=12)] = 5
+    raw_suffix: str = ".mid.gz"
+    max_name_length: Annotated[int, Field(ge=16, le=250)] = 250
+    runs_per_dataset: Annotated[int, Field(ge=1)] = 100
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one TAG is required")
+        return [_check(TAG_RE, "TAG", t) for t in v]
+
+    @cached_property
+    def raw_name_re(self) -> re.Pattern[str]:
+        """Regex for raw DID names: `<TAG>/run<N><suffix>` with N of at least run_digits_min digits."""
+        tags = "|".join(re.escape(t) for t in self.tags)
+        return re.compile(rf"^(?P<tag>{tags})/run(?P<run>[0-9]{{{self.run_digits_min},}}){re.escape(self.raw_suffix)}$")
+
+
+class Account(_Strict):
+    name: str
+    role: Role
+    email: str = ""
+    password: str | None = None  # testbed profiles only; production identities come from IAM/x509
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check(ACCOUNT_RE, "account name", v)
+
+
+class Rse(_Strict):
+    kind: RseKind
+    site: str = ""
+    endpoint: str | None = None  # URL of the storage (s3, webdav, tape)
+    path: str | None = None  # local directory (posix)
+    prefix: str = "/"  # bucket for s3, base path for webdav/tape
+    attributes: dict[str, str | int | float | bool] = {}
+    credentials: dict[str, str] = {}  # s3: access_key, secret_key, region (testbed only)
+
+    @model_validator(mode="after")
+    def _where(self) -> Rse:
+        if self.kind == "posix":
+            if not self.path:
+                raise ValueError("posix RSEs need 'path'")
+        elif not self.endpoint:
+            raise ValueError(f"{self.kind} RSEs need 'endpoint'")
+        elif not re.match(r"^(https?|davs?|s3)://[^/\s]+", self.endpoint):
+            raise ValueError(f"endpoint {self.endpoint!r} must be an http(s)/dav(s)/s3 URL with a host")
+        return self
+
+
+class Rule(_Strict):
+    rse_expression: str
+    copies: Annotated[int, Field(ge=1)] = 1
+    lifetime_days: Annotated[int, Field(ge=1)] | None = None
+    notify: Literal["N", "Y", "C", "P"] = "C"
+
+
+class TestbedSettings(_Strict):
+    host: str = "127.0.0.1"
+    rucio_port: int = 18080
+    fts_port: int = 18446
+
+
+class Profile(_Strict):
+    experiment: Experiment
+    scopes: Scopes
+    naming: Naming
+    accounts: list[Account]
+    rses: dict[str, Rse]
+    distances: dict[str, dict[str, int]] = {}
+    replication: dict[str, list[Rule]] = {}
+    testbed: TestbedSettings = TestbedSettings()
+
+    @field_validator("rses")
+    @classmethod
+    def _rse_names(cls, v: dict[str, Rse]) -> dict[str, Rse]:
+        for name in v:
+            _check(RSE_RE, "RSE name", name)
+        if not v:
+            raise ValueError("at least one RSE is required")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> Profile:
+        names = [a.name for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("accounts: names must be unique")
+        for src, dsts in self.distances.items():
+            for rse in (src, *dsts):
+                if rse not in self.rses:
+                    raise ValueError(f"distances: unknown RSE {rse!r}")
+        for dtype in self.replication:
+            if dtype not in ("raw", "sim", "analysis"):
+                raise ValueError(f"replication: data type {dtype!r} must be raw, sim or analysis")
+        return self
+
+    def accounts_with(self, role: str) -> list[Account]:
+        """Accounts holding a role."""
+        return [a for a in self.accounts if a.role == role]
+
+    def account(self, name: str) -> Account:
+        """The account called `name`."""
+        for a in self.accounts:
+            if a.name == name:
+                return a
+        raise KeyError(f"profile {self.experiment.name} has no account {name!r}")
+
+
+def _format(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        msg = "is required"
+    elif first["type"] == "extra_forbidden":
+        msg = "is not a known field"
+    elif first["type"] == "literal_error":
+        msg = f"must be one of {first['ctx']['expected']}"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {where}: {msg}{more}"
+
+
+def parse_profile(data: dict, source: str = "<profile>") -> Profile:
+    """Validate a profile mapping; raise ProfileError naming the field and the rule it broke."""
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(_format(err, source)) from None
+
+
+def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:
+    """Load a profile from a path, a packaged profile name, or $CYGNO_DM_PROFILE (default: cygno-testbed)."""
+    ref = str(path or os.environ.get(PROFILE_ENV) or "cygno-testbed")
+    file = Path(ref)
+    if not file.exists() and (PACKAGED / f"{ref}.toml").exists():
+        file = PACKAGED / f"{ref}.toml"
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{ref}: profile not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"{file}: not valid TOML: {err}") from None
+    return parse_profile(data, str(file))
