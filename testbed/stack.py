@@ -1,0 +1,280 @@
+"""The one-machine testbed: a real Rucio server, its daemons and the storage, from one experiment profile."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+
+from cygno_dm.profile import Profile, ProfileError, load_profile
+from testbed import daemons, rucio_config
+from testbed.rses import posix_dir, rse_settings
+from testbed.supervisor import Component, Supervisor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE = Path(os.environ.get("CYGNO_DM_STATE", ".state/testbed"))
+RUCIO_SERVER = "rucio-server"
+DAEMONS = "rucio-daemons"
+
+
+class TestbedError(RuntimeError):
+    """The testbed cannot do what was asked; the message says why."""
+
+
+@dataclass
+class Settings:
+    """What `up` was asked for, kept in the state directory so later commands act on the same testbed."""
+
+    profile: str
+    database: str
+    rucio_port: int
+    fts_port: int
+    host: str = "127.0.0.1"
+
+
+def database_url(database: str | None, state: Path) -> str:
+    """`sqlite` (default) or a PostgreSQL URL; anything else is refused."""
+    if not database or database == "sqlite":
+        return f"sqlite:///{(state / 'rucio.db').resolve()}"
+    if database.startswith(("postgresql://", "postgresql+psycopg2://")):
+        return database
+    raise TestbedError(f"--database: {database!r} must be 'sqlite' or a postgresql:// URL")
+
+
+def ensure_postgres_database(url: str) -> None:
+    """Create the PostgreSQL database named in the URL if it does not exist yet."""
+    target = sa.engine.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                  {"n": target.database}).scalar()
+            if not exists:
+                conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    except sa.exc.OperationalError as err:
+        raise TestbedError(f"--database: cannot reach PostgreSQL at {target.host}:{target.port}: {err.orig}") from None
+    finally:
+        admin.dispose()
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop the PostgreSQL database named in the URL (used to start from nothing)."""
+    target = sa.engine.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _port_busy(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _http_ok(url: str) -> bool:
+    return requests.get(url, timeout=2).status_code == 200
+
+
+class Testbed:
+    """A testbed living in one state directory."""
+
+    def __init__(self, state_dir: Path | str = DEFAULT_STATE, profile: str | None = None,
+                 database: str | None = None, rucio_port: int | None = None, fts_port: int | None = None):
+        self.state = Path(state_dir).resolve()
+        saved = self._load_settings()
+        ref = profile or (saved.profile if saved else None) or os.environ.get("CYGNO_DM_PROFILE") or "cygno-testbed"
+        self.profile: Profile = load_profile(ref)
+        profile_path = str(Path(ref).resolve()) if Path(ref).exists() else ref
+        self.settings = Settings(
+            profile=profile_path,
+            database=database_url(database, self.state) if database or not saved else saved.database,
+            rucio_port=rucio_port or (saved.rucio_port if saved else self.profile.testbed.rucio_port),
+            fts_port=fts_port or (saved.fts_port if saved else self.profile.testbed.fts_port),
+            host=self.profile.testbed.host,
+        )
+        self.sup = Supervisor(self.state)
+
+    # -- paths and URLs -------------------------------------------------------------------------
+    @property
+    def rucio_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.rucio_port}"
+
+    @property
+    def fts_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.fts_port}"
+
+    @property
+    def rucio_cfg(self) -> Path:
+        return self.state / "etc" / "rucio.cfg"
+
+    def client_cfg(self, account: str) -> Path:
+        return self.state / "etc" / f"client-{account}.cfg"
+
+    @property
+    def rses(self) -> list[str]:
+        return list(self.profile.rses)
+
+    def _settings_file(self) -> Path:
+        return self.state / "testbed.json"
+
+    def _load_settings(self) -> Settings | None:
+        try:
+            return Settings(**json.loads(self._settings_file().read_text()))
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return None
+
+    def base_env(self) -> dict[str, str]:
+        """Environment of every process of the testbed."""
+        venv_bin = str(Path(sys.executable).parent)
+        return {
+            **os.environ,
+            "RUCIO_CONFIG": str(self.rucio_cfg),
+            "CYGNO_DM_PROFILE": self.settings.profile,
+            "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    # -- components -----------------------------------------------------------------------------
+    def components(self) -> list[Component]:
+        """Everything `up` starts, in start order."""
+        py = sys.executable
+        gunicorn = str(Path(py).parent / "gunicorn")
+        return [
+            Component(
+                RUCIO_SERVER,
+                [gunicorn, "-b", f"{self.settings.host}:{self.settings.rucio_port}", "-w", "1", "--threads", "8",
+                 "--timeout", "300", "--access-logfile", "-", "rucio.web.rest.flaskapi.v1.main:application"],
+                url=self.rucio_url, health=lambda: _http_ok(f"{self.rucio_url}/ping"), start_timeout=120,
+            ),
+            Component(
+                DAEMONS,
+                [py, "-m", "testbed.daemons", "--status-file", str(self.state / "daemons.json"), "--interval", "1"],
+                health=lambda: (self.state / "daemons.json").exists(),
+            ),
+        ]
+
+    # -- life cycle -----------------------------------------------------------------------------
+    def up(self) -> None:
+        """Start everything (idempotent): config, database, server, catalogue content, daemons."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        self._check_ports()
+        self._write_config()
+        if self.settings.database.startswith("postgresql"):
+            ensure_postgres_database(self.settings.database)
+        self._run([sys.executable, "-m", "testbed.bootstrap"], "bootstrap")
+        comps = self.components()
+        self.sup.start(comps[0], self.base_env())
+        self._run([sys.executable, "-m", "testbed.populate", self.settings.profile,
+                   str(self.state / "etc" / "rses.json")], "populate")
+        for comp in comps[1:]:
+            self.sup.start(comp, self.base_env())
+
+    def down(self) -> list[str]:
+        """Stop every process this testbed started (and nothing else); return their names."""
+        order = [c.name for c in reversed(self.components())]
+        names = order + [n for n in self.sup.names() if n not in order]
+        return [n for n in names if self.sup.stop(n)]
+
+    def _check_ports(self) -> None:
+        for name, port in ((RUCIO_SERVER, self.settings.rucio_port),):
+            if self.sup.pid(name) is None and _port_busy(self.settings.host, port):
+                raise TestbedError(f"port {self.settings.host}:{port} for {name} is taken by another process")
+
+    def _write_config(self) -> None:
+        (self.state / "etc").mkdir(parents=True, exist_ok=True)
+        self._settings_file().write_text(json.dumps(asdict(self.settings), indent=1))
+        server = rucio_config.server_sections(self.profile, self.state, self.settings.database,
+                                              self.rucio_url, self.fts_url)
+        rucio_config.write_cfg(self.rucio_cfg, server)
+        rucio_config.write_alembic_ini(self.state / "etc" / "alembic.ini", self.settings.database)
+        for acc in self.profile.accounts:
+            rucio_config.write_cfg(self.client_cfg(acc.name), rucio_config.client_sections(server, acc, self.state))
+        rses = {}
+        for name, rse in self.profile.rses.items():
+            if rse.kind == "posix":
+                posix_dir(rse, self.state).mkdir(parents=True, exist_ok=True)
+            rses[name] = rse_settings(rse, self.state, self.fts_url)
+        (self.state / "etc" / "rses.json").write_text(json.dumps(rses, indent=1))
+
+    def _run(self, argv: list[str], what: str) -> None:
+        self.sup.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.sup.log_file(what), "ab") as out:
+            rc = subprocess.run(argv, env=self.base_env(), cwd=self.state, stdout=out, stderr=subprocess.STDOUT).returncode
+        if rc != 0:
+            raise TestbedError(f"{what} failed (exit {rc}); see {self.sup.log_file(what)}\n" + self.sup.tail(what, 20))
+
+    # -- inspection -----------------------------------------------------------------------------
+    def status(self) -> list[dict[str, Any]]:
+        """Each component's pid, URL and state: healthy, unhealthy or stopped."""
+        rows = []
+        for comp in self.components():
+            pid = self.sup.pid(comp.name)
+            healthy = pid is not None and (comp.health is None or _safe_check(comp.health))
+            rows.append({"name": comp.name, "pid": pid, "url": comp.url,
+                         "state": "healthy" if healthy else ("unhealthy" if pid else "stopped")})
+        runner = daemons.read_status(self.state / "daemons.json")
+        runner_pid = self.sup.pid(DAEMONS)
+        for name in daemons.NAMES:
+            entry = runner["daemons"].get(name)
+            if runner_pid is None:
+                state = "stopped"
+            elif entry is None:
+                state = "starting"
+            elif entry.get("last_error"):
+                state = "unhealthy"
+            else:
+                state = "healthy"
+            rows.append({"name": f"rucio-{name}", "pid": runner_pid, "url": "", "state": state,
+                         "passes": entry["passes"] if entry else 0,
+                         "error": entry.get("last_error") if entry else None})
+        return rows
+
+    def wait_daemon_passes(self, passes: int = 1, timeout: float = 120) -> None:
+        """Block until every daemon has completed `passes` more passes."""
+        path = self.state / "daemons.json"
+        start = {n: e["passes"] for n, e in daemons.read_status(path)["daemons"].items()}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = daemons.read_status(path)["daemons"]
+            if all(now.get(n, {}).get("passes", 0) >= start.get(n, 0) + passes for n in daemons.NAMES):
+                return
+            time.sleep(0.3)
+        raise TestbedError(f"daemons did not complete {passes} pass(es) in {timeout:.0f}s")
+
+    def env(self, account: str) -> dict[str, str]:
+        """Environment variables that let the plain `rucio` CLI act as `account` on this testbed."""
+        self.profile.account(account)
+        return {"RUCIO_CONFIG": str(self.client_cfg(account)), "RUCIO_ACCOUNT": account,
+                "CYGNO_DM_PROFILE": self.settings.profile}
+
+    def client(self, account: str):
+        """A rucio Client authenticated by userpass as `account`, with tokens kept in this testbed."""
+        from rucio.client import Client
+
+        acc = self.profile.account(account)
+        token_prefix = str(self.state / "tokens") + "/.rucio_"
+        cls = type("TestbedClient", (Client,), {"TOKEN_PATH_PREFIX": token_prefix})
+        return cls(rucio_host=self.rucio_url, auth_host=self.rucio_url, account=acc.name, auth_type="userpass",
+                   creds={"username": acc.name, "password": acc.password}, ca_cert=False)
+
+
+def _safe_check(check) -> bool:
+    try:
+        return bool(check())
+    except Exception:
+        return False
+
+
+__all__ = ["Testbed", "TestbedError", "ProfileError"]
