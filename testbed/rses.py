@@ -25,8 +25,8 @@ def rse_settings(rse: Rse, state: Path, fts_url: str) -> dict[str, Any]:
     if rse.kind == "posix":
         prefix = str(posix_dir(rse, state)).rstrip("/") + "/"
         protocols = [{
-            "scheme": "file", "hostname": "localhost", "port": 0, "prefix": prefix,
-            "impl": "rucio.rse.protocols.posix.Default", "domains": ALL_DOMAINS,
+            "scheme": "file", "hostname": "", "port": 0, "prefix": prefix,
+            "impl": "rucio.rse.protocols.gfal.Default", "domains": ALL_DOMAINS,
         }]
         return {"rse_type": "DISK", "protocols": protocols, "attributes": attributes}
     raise NotImplementedError(f"RSE kind {rse.kind!r} is not wired into the testbed yet")
