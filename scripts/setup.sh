@@ -13,7 +13,7 @@ APT_PACKAGES=(
   xrootd-server xrootd-client
   swig libssl-dev            # M2Crypto, needed by the fts3 client
   postgresql postgresql-client rabbitmq-server
-  procps psmisc curl
+  procps psmisc curl openssl
 )
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -1,0 +1,5 @@
+"""Disk storage endpoints of the testbed: S3 sites (moto) and a WebDAV endpoint (XRootD HTTP)."""
+
+from testbed.storage.health import s3_ready, webdav_ready
+
+__all__ = ["s3_ready", "webdav_ready"]

@@ -1,0 +1,190 @@
+"""AWS Signature V4 for S3 query-string (presigned) requests: verify, and re-sign as a header request."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, quote
+
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+MAX_EXPIRES = 7 * 24 * 3600
+#: query parameters that carry a query-string signature (removed when re-signing as a header request)
+AUTH_PARAMS = frozenset({
+    "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
+    "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token",
+})
+
+
+class SignatureError(Exception):
+    """A presigned request that must be refused; `code` is the S3 error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class QueryAuth:
+    """The signature fields of a presigned request."""
+
+    access_key: str
+    date: str
+    region: str
+    service: str
+    amz_date: str
+    expires: int
+    signed_headers: tuple[str, ...]
+    signature: str
+
+
+def is_query_signed(query_string: str) -> bool:
+    """True if the query string carries a SigV4 or SigV2 signature."""
+    names = {k for k, _ in parse_qsl(query_string, keep_blank_values=True)}
+    return bool(names & {"X-Amz-Signature", "Signature"})
+
+
+def parse_query_auth(query_string: str) -> QueryAuth:
+    """Extract the SigV4 fields of a presigned query string, or raise SignatureError."""
+    params = dict(parse_qsl(query_string, keep_blank_values=True))
+    if "Signature" in params and "X-Amz-Signature" not in params:
+        raise SignatureError("AccessDenied", "Signature version 2 is not accepted: use AWS4-HMAC-SHA256")
+    if params.get("X-Amz-Algorithm") != ALGORITHM:
+        raise SignatureError("AuthorizationQueryParametersError", f"X-Amz-Algorithm must be {ALGORITHM}")
+    try:
+        access_key, date, region, service, terminal = params["X-Amz-Credential"].split("/")
+        expires = int(params["X-Amz-Expires"])
+        amz_date = params["X-Amz-Date"]
+        signed = tuple(params["X-Amz-SignedHeaders"].lower().split(";"))
+        signature = params["X-Amz-Signature"]
+    except (KeyError, ValueError) as err:
+        raise SignatureError("AuthorizationQueryParametersError", f"malformed query signature: {err}") from err
+    if terminal != "aws4_request" or not amz_date.startswith(date):
+        raise SignatureError("AuthorizationQueryParametersError", "malformed X-Amz-Credential scope")
+    if not 0 < expires <= MAX_EXPIRES:
+        raise SignatureError("AuthorizationQueryParametersError", f"X-Amz-Expires must be in 1..{MAX_EXPIRES}")
+    return QueryAuth(access_key, date, region, service, amz_date, expires, signed, signature)
+
+
+def check_not_expired(auth: QueryAuth, now: datetime | None = None) -> None:
+    """Raise SignatureError when the presigned request is outside its validity window."""
+    now = now or datetime.now(UTC)
+    try:
+        signed_at = datetime.strptime(auth.amz_date, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError as err:
+        raise SignatureError("AuthorizationQueryParametersError", "malformed X-Amz-Date") from err
+    if now > signed_at + timedelta(seconds=auth.expires):
+        raise SignatureError("AccessDenied", "Request has expired")
+    if signed_at - now > timedelta(minutes=15):
+        raise SignatureError("AccessDenied", "Request is not yet valid")
+
+
+def _canonical_queries(query_string: str) -> list[str]:
+    """Candidate canonical query strings (RFC 3986 re-encoded, and as sent) without the signature."""
+    decoded = [(k, v) for k, v in parse_qsl(query_string, keep_blank_values=True) if k != "X-Amz-Signature"]
+    encoded = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in decoded)
+    raw = sorted(
+        tuple(pair.partition("=")[::2]) for pair in query_string.split("&")
+        if pair and pair.partition("=")[0] != "X-Amz-Signature"
+    )
+    return list(dict.fromkeys("&".join(f"{k}={v}" for k, v in pairs) for pairs in (encoded, raw)))
+
+
+def _signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
+    key = ("AWS4" + secret_key).encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def expected_signatures(
+    auth: QueryAuth, secret_key: str, method: str, raw_path: str, query_string: str, headers: dict[str, str]
+) -> list[str]:
+    """The signatures a client holding `secret_key` could have produced for this request."""
+    lower = {k.lower(): " ".join(v.strip().split()) for k, v in headers.items()}
+    canonical_headers = "".join(f"{name}:{lower.get(name, '')}\n" for name in auth.signed_headers)
+    scope = f"{auth.date}/{auth.region}/{auth.service}/aws4_request"
+    key = _signing_key(secret_key, auth.date, auth.region, auth.service)
+    payload = dict(parse_qsl(query_string)).get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD)
+    paths = list(dict.fromkeys([raw_path, quote(raw_path, safe="/~%")]))
+    out = []
+    for path in paths:
+        for query in _canonical_queries(query_string):
+            request = "\n".join([method.upper(), path, query, canonical_headers, ";".join(auth.signed_headers), payload])
+            to_sign = "\n".join([ALGORITHM, auth.amz_date, scope, hashlib.sha256(request.encode()).hexdigest()])
+            out.append(hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest())
+    return out
+
+
+def verify_query_signature(
+    access_key: str, secret_key: str, method: str, raw_path: str, query_string: str, headers: dict[str, str],
+    now: datetime | None = None,
+) -> QueryAuth:
+    """Check a presigned request against one key pair and the clock; raise SignatureError if refused."""
+    auth = parse_query_auth(query_string)
+    if auth.access_key != access_key:
+        raise SignatureError("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+    check_not_expired(auth, now)
+    candidates = expected_signatures(auth, secret_key, method, raw_path, query_string, headers)
+    if not any(hmac.compare_digest(auth.signature, c) for c in candidates):
+        raise SignatureError("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
+    return auth
+
+
+def strip_auth_params(query_string: str) -> str:
+    """The query string without its signature parameters (other parameters kept as sent)."""
+    return "&".join(
+        pair for pair in query_string.split("&") if pair and pair.partition("=")[0] not in AUTH_PARAMS
+    )
+
+
+class _UnsignedPayloadAuth(S3SigV4Auth):
+    """S3 SigV4 header signer that never hashes the body."""
+
+    def _should_sha256_sign_payload(self, request: AWSRequest) -> bool:
+        return False
+
+
+def header_auth(
+    access_key: str, secret_key: str, region: str, method: str, path_and_query: str, host: str
+) -> dict[str, str]:
+    """Authorization, X-Amz-Date and X-Amz-Content-SHA256 headers for a header-signed S3 request."""
+    request = AWSRequest(method=method.upper(), url=path_and_query, headers={"Host": host})
+    _UnsignedPayloadAuth(Credentials(access_key, secret_key), "s3", region).add_auth(request)
+    return {name: request.headers[name] for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256")}
+
+
+def presign(
+    method: str, url: str, access_key: str, secret_key: str, region: str = "us-east-1",
+    expires: int = 3600, now: datetime | None = None,
+) -> str:
+    """A SigV4 presigned URL (path-style, host header only) signed at `now` (default: the clock)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    now = now or datetime.now(UTC)
+    amz_date = now.strftime(AMZ_DATE_FORMAT)
+    date = amz_date[:8]
+    params = parse_qsl(parts.query, keep_blank_values=True) + [
+        ("X-Amz-Algorithm", ALGORITHM),
+        ("X-Amz-Credential", f"{access_key}/{date}/{region}/s3/aws4_request"),
+        ("X-Amz-Date", amz_date),
+        ("X-Amz-Expires", str(expires)),
+        ("X-Amz-SignedHeaders", "host"),
+    ]
+    query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params))
+    path = quote(parts.path or "/", safe="/~%")
+    auth = QueryAuth(access_key, date, region, "s3", amz_date, expires, ("host",), "")
+    signature = expected_signatures(auth, secret_key, method, path, query, {"host": parts.netloc})[0]
+    return f"{parts.scheme}://{parts.netloc}{path}?{query}&X-Amz-Signature={signature}"
