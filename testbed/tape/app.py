@@ -1,0 +1,81 @@
+"""The WSGI application: routes discovery, Tape REST API, metrics and WebDAV."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.wrappers import Request, Response
+
+from testbed.tape.config import TapeConfig
+from testbed.tape.lifecycle import Lifecycle
+from testbed.tape.locking import StateLock
+from testbed.tape.metrics import Metrics
+from testbed.tape.namespace import Namespace
+from testbed.tape.paths import BadPath, normalize
+from testbed.tape.problems import Problem
+from testbed.tape.staging import Staging
+from testbed.tape.store import Store
+from testbed.tape.taperest import API, DISCOVERY, TapeRest
+from testbed.tape.webdav import WebDav
+
+log = logging.getLogger(__name__)
+
+
+def request_path(req: Request) -> str:
+    """Return the decoded request path exactly as sent (werkzeug's ``path`` drops repeated leading slashes)."""
+    info = req.environ.get("PATH_INFO", "")
+    return info.encode("latin-1").decode("utf-8", "replace") or "/"
+
+
+class TapeApp:
+    """WSGI callable of one tape endpoint."""
+
+    def __init__(self, config: TapeConfig, start_worker: bool = True) -> None:
+        config.prepare()
+        self.config = config
+        self.store = Store(config.db_path)
+        self.ns = Namespace(config, self.store, StateLock(config.root / "state.lock"))
+        self.staging = Staging(self.ns, self.store, config.pin_lifetime)
+        self.rest = TapeRest(self.staging, config.sitename)
+        self.dav = WebDav(self.ns)
+        self.metrics = Metrics(self.store)
+        self.lifecycle = Lifecycle(config, self.ns, self.staging)
+        if start_worker:
+            self.lifecycle.start()
+
+    def dispatch(self, req: Request) -> Response:
+        """Return the response to one request."""
+        raw = request_path(req)
+        if raw.rstrip("/") == DISCOVERY:
+            return self.rest.discovery(req)
+        if raw == API or raw.startswith(API + "/"):
+            return self.rest.handle(req, raw[len(API):])
+        if raw == "/metrics" and req.method == "GET":
+            return Response(self.metrics.render(), 200, content_type=CONTENT_TYPE_LATEST)
+        try:
+            path = normalize(raw)
+        except BadPath as exc:
+            raise Problem(400, str(exc)) from exc
+        return self.dav.handle(req, path)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        req = Request(environ)
+        try:
+            resp = self.dispatch(req)
+        except Problem as exc:
+            resp = exc.response(req.path)
+            if exc.status >= 500 and exc.status != 503:
+                log.error("%s %s: %s", req.method, req.path, exc.detail)
+        except Exception:
+            log.exception("%s %s failed", req.method, req.path)
+            resp = Problem(500, "internal error").response(req.path)
+        self.metrics.requests.labels(req.method, str(resp.status_code)).inc()
+        return resp(environ, start_response)
+
+
+def create_app(config: TapeConfig, start_worker: bool = True) -> TapeApp:
+    """Build the WSGI application of a tape endpoint (and start its background worker)."""
+    return TapeApp(config, start_worker)
