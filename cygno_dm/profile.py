@@ -110,6 +110,8 @@ class Rse(_Strict):
             raise ValueError(f"{self.kind} RSEs need 'endpoint'")
         elif not re.match(r"^(https?|davs?|s3)://[^/\s]+", self.endpoint):
             raise ValueError(f"endpoint {self.endpoint!r} must be an http(s)/dav(s)/s3 URL with a host")
+        elif self.kind == "s3" and not {"access_key", "secret_key"} <= self.credentials.keys():
+            raise ValueError("s3 RSEs need credentials.access_key and credentials.secret_key")
         return self
 
 
@@ -120,10 +122,19 @@ class Rule(_Strict):
     notify: Literal["N", "Y", "C", "P"] = "C"
 
 
+class TapeTiming(_Strict):
+    """How the testbed's tape endpoint behaves: seconds to migrate, to evict from the buffer, to recall."""
+
+    migrate_after: Annotated[float, Field(ge=0)] = 2.0
+    evict_after: Annotated[float, Field(ge=0)] = 3600.0
+    stage_latency: Annotated[float, Field(ge=0)] = 2.0
+
+
 class TestbedSettings(_Strict):
     host: str = "127.0.0.1"
     rucio_port: int = 18080
     fts_port: int = 18446
+    tape: TapeTiming = TapeTiming()
 
 
 class Profile(_Strict):

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rucio.client import Client
 from rucio.common.exception import Duplicate, RSEProtocolPriorityError
 
 from cygno_dm.profile import Profile, load_profile
+from testbed.rses import rse_accounts
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,14 @@ def populate(client: Client, profile: Profile, endpoints: dict[str, dict[str, An
             client.add_rse_attribute(name, key, value)
         for acc in profile.accounts:
             client.set_local_account_limit(acc.name, name, QUOTA_BYTES)
+    if any(rse.kind == "s3" for rse in profile.rses.values()):
+        # Accounts need `sign-url` to get signed S3 URLs from the server; the server signs with these keys.
+        for acc in profile.accounts:
+            if acc.name != "root":
+                _once(f"sign-url attribute of {acc.name}", client.add_account_attribute, acc.name, "sign-url", "True")
+        ids = {name: client.get_rse(name)["id"] for name in profile.rses}
+        path = Path(os.environ["RUCIO_HOME"]) / "etc" / "rse-accounts.cfg"
+        path.write_text(json.dumps(rse_accounts(profile, ids), indent=1))
     for src, dsts in profile.distances.items():
         for dst, distance in dsts.items():
             try:

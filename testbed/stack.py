@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from cygno_dm.profile import Profile, ProfileError, load_profile
 from testbed import daemons, rucio_config
-from testbed.rses import posix_dir, rse_settings
+from testbed.rses import host_port, rse_settings, s3_credentials, storage_dir
+from testbed.storage.health import s3_ready, webdav_ready
 from testbed.supervisor import Component, Supervisor
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,11 @@ class Testbed:
     def rses(self) -> list[str]:
         return list(self.profile.rses)
 
+    @property
+    def ca_dir(self) -> Path:
+        """The testbed CA (X509_CERT_DIR layout) that the TLS endpoints' certificates chain to."""
+        return self.state / "tls" / "ca"
+
     def _settings_file(self) -> Path:
         return self.state / "testbed.json"
 
@@ -141,17 +147,60 @@ class Testbed:
         return {
             **os.environ,
             "RUCIO_CONFIG": str(self.rucio_cfg),
+            "RUCIO_HOME": str(self.state),  # the server finds etc/rse-accounts.cfg (S3 keys) here
+            "X509_CERT_DIR": str(self.ca_dir),
             "CYGNO_DM_PROFILE": self.settings.profile,
             "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
         }
 
     # -- components -----------------------------------------------------------------------------
+    def storage_components(self) -> list[Component]:
+        """One process per storage endpoint of the profile: S3 sites, WebDAV, tape."""
+        py, tls = sys.executable, str(self.state / "tls")
+        buckets = [*self.profile.scopes.all,
+                   *(f"{self.profile.scopes.user_prefix}{a.name}" for a in self.profile.accounts_with("user"))]
+        tape = self.profile.testbed.tape
+        comps = []
+        for name, rse in self.profile.rses.items():
+            if rse.kind == "posix":
+                continue
+            host, port = host_port(rse)
+            root = str(storage_dir(name, rse, self.state))
+            if rse.kind == "s3":
+                url = f"https://{host}:{port}"
+                argv = [py, "-m", "testbed.storage.s3", "--host", host, "--port", str(port),
+                        "--access-key", rse.credentials["access_key"], "--secret-key", rse.credentials["secret_key"],
+                        "--state-dir", root, "--tls-dir", tls, *(x for b in buckets for x in ("--bucket", b))]
+                health = (lambda u: lambda: s3_ready(u))(url)
+            elif rse.kind == "webdav":
+                scheme = "https" if rse.endpoint.startswith(("https", "davs")) else "http"
+                url = f"{scheme}://{host}:{port}/"
+                argv = [py, "-m", "testbed.storage.webdav", "--host", host, "--port", str(port), "--root", root,
+                        "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls]
+                health = (lambda u: lambda: webdav_ready(u))(url)
+            else:
+                url = f"http://{host}:{port}"
+                argv = [py, "-m", "testbed.tape", "--host", host, "--port", str(port), "--root", root,
+                        "--migrate-after", str(tape.migrate_after), "--evict-after", str(tape.evict_after),
+                        "--stage-latency", str(tape.stage_latency)]
+                health = (lambda u: lambda: _http_ok(f"{u}/.well-known/wlcg-tape-rest-api"))(url)
+            comps.append(Component(f"{rse.kind}-{name}", argv, url=url, health=health, start_timeout=60))
+        return comps
+
     def components(self) -> list[Component]:
         """Everything `up` starts, in start order."""
         py = sys.executable
         gunicorn = str(Path(py).parent / "gunicorn")
         return [
+            *self.storage_components(),
+            Component(
+                "fts",
+                [py, "-m", "testbed.fts", "--host", self.settings.host, "--port", str(self.settings.fts_port),
+                 "--db", str(self.state / "fts" / "fts.db"),
+                 "--s3-credentials", str(self.state / "etc" / "s3-credentials.json")],
+                url=self.fts_url, health=lambda: _http_ok(f"{self.fts_url}/"),
+            ),
             Component(
                 RUCIO_SERVER,
                 [gunicorn, "-b", f"{self.settings.host}:{self.settings.rucio_port}", "-w", "1", "--threads", "8",
@@ -175,10 +224,12 @@ class Testbed:
             ensure_postgres_database(self.settings.database)
         self._run([sys.executable, "-m", "testbed.bootstrap"], "bootstrap")
         comps = self.components()
-        self.sup.start(comps[0], self.base_env())
+        server = next(i for i, c in enumerate(comps) if c.name == RUCIO_SERVER)
+        for comp in comps[:server + 1]:
+            self.sup.start(comp, self.base_env())
         self._run([sys.executable, "-m", "testbed.populate", self.settings.profile,
                    str(self.state / "etc" / "rses.json")], "populate")
-        for comp in comps[1:]:
+        for comp in comps[server + 1:]:
             self.sup.start(comp, self.base_env())
 
     def down(self) -> list[str]:
@@ -188,9 +239,12 @@ class Testbed:
         return [n for n in names if self.sup.stop(n)]
 
     def _check_ports(self) -> None:
-        for name, port in ((RUCIO_SERVER, self.settings.rucio_port),):
-            if self.sup.pid(name) is None and _port_busy(self.settings.host, port):
-                raise TestbedError(f"port {self.settings.host}:{port} for {name} is taken by another process")
+        for comp in self.components():
+            if not comp.url or self.sup.pid(comp.name) is not None:
+                continue
+            parts = requests.utils.urlparse(comp.url)
+            if _port_busy(parts.hostname, parts.port):
+                raise TestbedError(f"port {parts.hostname}:{parts.port} for {comp.name} is taken by another process")
 
     def _write_config(self) -> None:
         (self.state / "etc").mkdir(parents=True, exist_ok=True)
@@ -203,10 +257,11 @@ class Testbed:
             rucio_config.write_cfg(self.client_cfg(acc.name), rucio_config.client_sections(server, acc, self.state))
         rses = {}
         for name, rse in self.profile.rses.items():
-            if rse.kind == "posix":
-                posix_dir(rse, self.state).mkdir(parents=True, exist_ok=True)
-            rses[name] = rse_settings(rse, self.state, self.fts_url)
+            storage_dir(name, rse, self.state).mkdir(parents=True, exist_ok=True)
+            rses[name] = rse_settings(name, rse, self.state, self.fts_url)
         (self.state / "etc" / "rses.json").write_text(json.dumps(rses, indent=1))
+        (self.state / "etc" / "s3-credentials.json").write_text(json.dumps(s3_credentials(self.profile), indent=1))
+        (self.state / "fts").mkdir(exist_ok=True)
 
     def _run(self, argv: list[str], what: str) -> None:
         self.sup.log_dir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +312,7 @@ class Testbed:
         """Environment variables that let the plain `rucio` CLI act as `account` on this testbed."""
         self.profile.account(account)
         return {"RUCIO_CONFIG": str(self.client_cfg(account)), "RUCIO_ACCOUNT": account,
-                "CYGNO_DM_PROFILE": self.settings.profile}
+                "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": self.settings.profile}
 
     def client(self, account: str):
         """A rucio Client authenticated by userpass as `account`, with tokens kept in this testbed."""

@@ -69,7 +69,7 @@ class Supervisor:
         with open(self.log_file(comp.name), "ab") as out:
             proc = subprocess.Popen(
                 list(comp.argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.state_dir, start_new_session=True,
+                env=env, cwd=self.state_dir, start_new_session=True, preexec_fn=_unblock_signals,
             )
         self.pid_file(comp.name).write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
         log.info("started %s pid=%d", comp.name, proc.pid)
@@ -111,6 +111,12 @@ class Supervisor:
             return "\n".join(self.log_file(name).read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return ""
+
+
+def _unblock_signals() -> None:
+    # A process that created a gfal2 context blocks most signals, and children inherit the mask:
+    # without this, a component started from such a process would ignore SIGTERM.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def _safe(check: Callable[[], bool]) -> bool:

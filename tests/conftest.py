@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
+import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import tomli_w
 
+from cygno_dm.profile import PACKAGED
 from testbed.stack import Testbed, drop_postgres_database
 
 PG_BASE = os.environ.get("CYGNO_DM_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -22,15 +30,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session", params=DATABASES)
-def testbed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """A running testbed (server, daemons, storage) on SQLite or PostgreSQL, with the CYGNO testbed profile."""
-    backend = request.param
-    state = tmp_path_factory.mktemp(f"testbed-{backend}")
-    database = None
-    if backend == "postgresql":
-        database = f"{PG_BASE}/cygno_test_{uuid.uuid4().hex[:8]}"
-    tb = Testbed(state, database=database, rucio_port=free_port(), fts_port=free_port())
+def profile_on_free_ports(path: Path, edit: Callable[[dict], None] | None = None) -> Path:
+    """Write a copy of the CYGNO testbed profile whose endpoints and services use free ports."""
+    data = tomllib.loads((PACKAGED / "cygno-testbed.toml").read_text())
+    for rse in data["rses"].values():
+        if "endpoint" in rse:
+            parts = urlsplit(rse["endpoint"])
+            rse["endpoint"] = f"{parts.scheme}://{parts.hostname}:{free_port()}{parts.path}"
+    data.setdefault("testbed", {}).update(rucio_port=free_port(), fts_port=free_port())
+    if edit:
+        edit(data)
+    path.write_bytes(tomli_w.dumps(data).encode())
+    return path
+
+
+def traversable_dir(prefix: str) -> Path:
+    """A new directory that other users can traverse (XRootD runs as its own user and serves from it)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+@contextmanager
+def running_testbed(backend: str, edit: Callable[[dict], None] | None = None) -> Iterator[Testbed]:
+    """Bring a testbed up on `backend` ('sqlite' or 'postgresql'), yield it, then stop it and remove its state."""
+    state = traversable_dir(f"cygno-testbed-{backend}-")
+    database = f"{PG_BASE}/cygno_test_{uuid.uuid4().hex[:8]}" if backend == "postgresql" else None
+    tb = Testbed(state / "state", profile=str(profile_on_free_ports(state / "profile.toml", edit)),
+                 database=database)
     try:
         tb.up()
         yield tb
@@ -38,3 +65,11 @@ def testbed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         tb.down()
         if database:
             drop_postgres_database(database)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def testbed(request: pytest.FixtureRequest) -> Iterator[Testbed]:
+    """A running testbed (storage, FTS, Rucio server, daemons) on SQLite or PostgreSQL, CYGNO testbed profile."""
+    with running_testbed(request.param) as tb:
+        yield tb

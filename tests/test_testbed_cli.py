@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -13,7 +14,7 @@ import pytest
 import tomli_w
 
 from cygno_dm.profile import PACKAGED
-from tests.conftest import free_port
+from tests.conftest import profile_on_free_ports, traversable_dir
 
 CLI = [sys.executable, "-m", "cygno_dm.cli"]
 
@@ -63,13 +64,11 @@ def test_env_rejects_unknown_account(tmp_path: Path) -> None:
     assert res.returncode == 1 and "no account 'mallory'" in res.stderr
 
 
-def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
-    state = tmp_path / "state"
+def test_up_is_idempotent_and_down_leaves_nothing() -> None:
+    base = traversable_dir("cygno-cli-")
+    state = base / "state"
     env = {"CYGNO_DM_STATE": str(state)}
-    rucio_port, fts_port = free_port(), free_port()
-    # Ports are taken from the profile; point a copy of it at free ports.
-    profile = write_profile(tmp_path / "p.toml", lambda d: d.setdefault("testbed", {}).update(
-        rucio_port=rucio_port, fts_port=fts_port))
+    profile = profile_on_free_ports(base / "p.toml")
     try:
         assert run_cli("testbed", "up", "--profile", str(profile), env=env).returncode == 0
         first = json.loads(run_cli("testbed", "status", "--json", env=env).stdout)
@@ -78,7 +77,8 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
         second = json.loads(run_cli("testbed", "status", "--json", env=env).stdout)
         pids = {r["name"]: r["pid"] for r in first}
         assert pids == {r["name"]: r["pid"] for r in second}, "a second `up` must not restart anything"
-        assert {r["name"] for r in first} >= {"rucio-server", "rucio-judge-evaluator", "rucio-conveyor-submitter",
+        assert {r["name"] for r in first} >= {"rucio-server", "fts", "s3-CNAF_USERDISK", "s3-BARI_USERDISK",
+                                               "webdav-BACKBONE_USERDISK", "tape-T1_USERTAPE", "rucio-judge-evaluator", "rucio-conveyor-submitter",
                                                "rucio-conveyor-poller", "rucio-conveyor-finisher", "rucio-reaper",
                                                "rucio-transmogrifier", "rucio-undertaker", "rucio-abacus-rse"}
         assert all(r["pid"] for r in second)
@@ -90,3 +90,4 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
     status = run_cli("testbed", "status", "--json", env=env)
     assert status.returncode == 1
     assert {r["state"] for r in json.loads(status.stdout)} == {"stopped"}
+    shutil.rmtree(base, ignore_errors=True)

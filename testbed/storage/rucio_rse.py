@@ -34,7 +34,7 @@ def s3_protocol(host: str, port: int, scheme: str = "https") -> dict[str, Any]:
     """
     return {
         "scheme": scheme, "hostname": host, "port": port, "prefix": "/",
-        "impl": "rucio.rse.protocols.gfal.NoRename",
+        "impl": "rucio_policies.protocols.S3",
         "domains": {"lan": ALL_LAN, "wan": ALL_WAN},
     }
 

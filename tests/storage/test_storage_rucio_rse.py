@@ -13,7 +13,7 @@ from testbed.storage.rucio_rse import (
 def test_s3_protocol_is_signed_https_without_renaming() -> None:
     proto = s3_protocol("127.0.0.11", 9443)
     assert proto["scheme"] == "https" and proto["prefix"] == "/"
-    assert proto["impl"] == "rucio.rse.protocols.gfal.NoRename"
+    assert proto["impl"] == "rucio_policies.protocols.S3"
     assert proto["domains"]["wan"]["third_party_copy_write"] == 1
     assert S3_RSE_ATTRIBUTES["sign_url"] == "s3" and S3_RSE_ATTRIBUTES["s3_url_style"] == "path"
     assert S3_RSE_ATTRIBUTES["skip_upload_stat"] is True and S3_RSE_ATTRIBUTES["verify_checksum"] is False
