@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cygno_dm.profile import ProfileError
+from reco.cli import reco
 
 console = Console(stderr=True)
 
@@ -121,15 +122,7 @@ def env_cmd(state_dir: Path | None, account: str) -> None:
         click.echo(f"export {key}={shlex.quote(value)}")
 
 
-def _register_optional() -> None:
-    try:
-        from reco.cli import reco
-    except ImportError:
-        return
-    main.add_command(reco)
-
-
-_register_optional()
+main.add_command(reco)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,148 @@
+"""Reconstruction of one camera frame: preprocessing, clustering and features."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from reco.config import RecoConfig
+from reco.dbscan import grid_dbscan
+from reco.directional import directional_regrow, frame_seed
+from reco.errors import RecoInputError
+from reco.features import FEATURES, NF, cluster_features, gather_pixels
+from reco.pedestal import Pedestal
+from reco.preprocess import active_points, median_rebin, zero_suppress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-pixel pedestal mean and zero-suppression threshold (float32) for one camera."""
+
+    mean: np.ndarray
+    threshold: np.ndarray
+    pedestal_run: int
+    mean_sum: float
+
+    @classmethod
+    def from_pedestal(cls, ped: Pedestal, cfg: RecoConfig) -> Calibration:
+        """Threshold = nsigma * sigma, computed once in float32."""
+        h, w = ped.shape
+        if h % cfg.rebin or w % cfg.rebin:
+            raise RecoInputError(
+                f"{ped.path or 'pedestal'}: frame shape {ped.shape} is not a multiple of rebin={cfg.rebin}"
+            )
+        thr = (np.float32(cfg.nsigma) * ped.sigma).astype(np.float32, copy=False)
+        mean = np.ascontiguousarray(ped.mean, np.float32)
+        return cls(mean, np.ascontiguousarray(thr), ped.run, float(mean.sum(dtype=np.float64)))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Frame shape (rows, columns)."""
+        return (int(self.mean.shape[0]), int(self.mean.shape[1]))
+
+
+@dataclass
+class FrameResult:
+    """Clusters of one frame: features, labels on the macro grid and full-resolution pixels."""
+
+    spark: bool
+    mean_signal: float
+    features: np.ndarray  # (n_clusters, len(FEATURES)) float64
+    offsets: np.ndarray  # (n_clusters + 1,) int64 into px/py/pv
+    px: np.ndarray
+    py: np.ndarray
+    pv: np.ndarray
+    points: tuple[np.ndarray, np.ndarray, np.ndarray]  # macro-pixel y, x, weight
+    labels: np.ndarray  # per macro point, -1 = noise
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters."""
+        return int(self.features.shape[0])
+
+
+def empty_result(spark: bool, mean_signal: float) -> FrameResult:
+    """A frame without clusters."""
+    e32 = np.empty(0, np.int32)
+    return FrameResult(
+        spark,
+        mean_signal,
+        np.empty((0, NF)),
+        np.zeros(1, np.int64),
+        np.empty(0, np.uint16),
+        np.empty(0, np.uint16),
+        np.empty(0, np.float32),
+        (e32, e32, np.empty(0, np.float32)),
+        e32,
+    )
+
+
+class FrameReconstructor:
+    """Reusable per-worker state (buffers) for reconstructing frames of one camera."""
+
+    def __init__(self, calib: Calibration, cfg: RecoConfig) -> None:
+        self.calib = calib
+        self.cfg = cfg
+        h, w = calib.shape
+        self.zs = np.empty((h, w), np.float32)
+        self.macro = np.empty((h // cfg.rebin, w // cfg.rebin), np.float32)
+
+    def __call__(self, raw: np.ndarray, event: int = 0) -> FrameResult:
+        """Reconstruct one frame (uint16 or float array of the calibration's shape)."""
+        cfg = self.cfg
+        if raw.shape != self.calib.shape:
+            raise RecoInputError(f"frame {event} has shape {raw.shape}, pedestal has {self.calib.shape}")
+        total = zero_suppress(raw, self.calib.mean, self.calib.threshold, cfg.cimax, self.zs)
+        mean_signal = (float(total) - self.calib.mean_sum) / raw.size
+        if cfg.spark_veto and mean_signal > cfg.spark_threshold:
+            log.info("frame %d vetoed as spark (mean signal %.1f ADC)", event, mean_signal)
+            return empty_result(True, mean_signal)
+        median_rebin(self.zs, cfg.rebin, self.macro)
+        ys, xs, ws = active_points(self.macro, cfg.macro_threshold, cfg.min_neighbors_average)
+        mh, mw = self.macro.shape
+        labels, _, nlab = grid_dbscan(ys, xs, ws, mh, mw, cfg.eps, float(cfg.min_samples))
+        if cfg.directional and nlab:
+            labels, nlab = directional_regrow(
+                ys,
+                xs,
+                ws,
+                labels,
+                nlab,
+                cfg.dir_minsamples,
+                cfg.dir_min_accuracy,
+                cfg.dir_thickness,
+                cfg.dir_radius,
+                cfg.dir_iterations,
+                np.uint64(frame_seed(cfg.seed, event)),
+            )
+        labels, nlab = drop_small(labels, nlab, cfg.cluster_cut_min)
+        offsets, px, py, pv, ncells = gather_pixels(self.zs, ys, xs, labels, nlab, cfg.rebin)
+        hits = np.diff(offsets)
+        if (hits == 0).any():  # macro-pixels lit only by the median's neighbour pixels
+            labels, nlab = keep_clusters(labels, hits > 0)
+            offsets, px, py, pv, ncells = gather_pixels(self.zs, ys, xs, labels, nlab, cfg.rebin)
+        feats = cluster_features(offsets, px, py, pv, ncells, cfg.rebin)
+        return FrameResult(False, mean_signal, feats, offsets, px, py, pv, (ys, xs, ws), labels)
+
+
+def drop_small(labels: np.ndarray, nlab: int, min_points: int) -> tuple[np.ndarray, int]:
+    """Turn clusters with fewer than `min_points` macro-pixels into noise; keep label order."""
+    if min_points <= 1 or nlab == 0:
+        return labels, nlab
+    return keep_clusters(labels, np.bincount(labels[labels >= 0], minlength=nlab) >= min_points)
+
+
+def keep_clusters(labels: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, int]:
+    """Keep the clusters flagged in `keep` (renumbered in order), the others become noise."""
+    nlab = len(keep)
+    remap = np.full(nlab, -1, np.int32)
+    remap[keep] = np.arange(int(keep.sum()), dtype=np.int32)
+    out = np.where(labels >= 0, remap[np.maximum(labels, 0)], -1).astype(np.int32)
+    return out, int(keep.sum())
+
+
+__all__ = ["FEATURES", "Calibration", "FrameReconstructor", "FrameResult"]

@@ -1,0 +1,157 @@
+"""Physics metrics of a reconstruction against simulation truth."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reco.errors import RecoInputError
+from reco.output import read_attrs, read_table
+from reco.rawfile import open_h5
+
+log = logging.getLogger(__name__)
+
+FOUND = 0.5  # a track is found by a cluster holding at least this fraction of its photons
+SHARE = 0.15  # a track "is in" a cluster holding at least this fraction of its photons
+ENERGY_BINS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, np.inf)
+
+
+def load_truth(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Tracks table, truth pixel table and attributes of a truth file."""
+    with open_h5(Path(path), "truth file") as f:
+        if f.attrs.get("format") != "cygno-truth":
+            raise RecoInputError(f"{path}: not a truth file (format cygno-truth)")
+        tracks = pd.DataFrame(f["tracks"][()])
+        pixels = pd.DataFrame(f["pixels"][()])
+        attrs = dict(f.attrs)
+    tracks["kind"] = tracks["kind"].str.decode("ascii")
+    return tracks, pixels, attrs
+
+
+def reco_pixels(clusters: pd.DataFrame, pixels: pd.DataFrame) -> pd.DataFrame:
+    """Pixel table with the event and cluster of each pixel."""
+    counts = clusters["pixel_count"].to_numpy()
+    idx = (
+        np.concatenate(
+            [np.arange(o, o + c) for o, c in zip(clusters["pixel_offset"].to_numpy(), counts, strict=True)]
+        )
+        if len(clusters)
+        else np.zeros(0, np.int64)
+    )
+    out = pixels.iloc[idx][["x", "y"]].reset_index(drop=True)
+    out["event"] = np.repeat(clusters["event"].to_numpy(), counts)
+    out["cluster"] = np.repeat(clusters["cluster"].to_numpy(), counts)
+    return out
+
+
+def compute_metrics(reco_path: str | Path, truth_path: str | Path) -> dict[str, Any]:
+    """Efficiency, merges, fragments, fakes and energy response of `reco_path` against `truth_path`."""
+    tracks, tpix, tattrs = load_truth(truth_path)
+    rattrs = read_attrs(reco_path)
+    if int(rattrs["run"]) != int(tattrs["run"]):
+        raise RecoInputError(
+            f"{truth_path}: truth of run {tattrs['run']}, reconstruction of run {rattrs['run']}"
+        )
+    events = read_table(reco_path, "events")
+    clusters = read_table(reco_path, "clusters")
+    rpix = reco_pixels(clusters, read_table(reco_path, "pixels"))
+    done = set(events["event"].tolist())
+    tracks = tracks[tracks["event"].isin(done)]
+    tpix = tpix[tpix["event"].isin(done)]
+
+    ov = tpix.merge(rpix, on=["event", "x", "y"], how="inner")
+    ov = ov.groupby(["event", "track", "cluster"], as_index=False)["photons"].sum()
+    ov = ov.merge(
+        tracks[["event", "track", "photons"]].rename(columns={"photons": "total"}), on=["event", "track"]
+    )
+    ov["share"] = ov["photons"] / ov["total"].clip(lower=1)
+    inside = ov[ov["share"] >= SHARE]
+    n_in_cluster = inside.groupby(["event", "cluster"]).size()
+    merged_clusters = set(n_in_cluster[n_in_cluster >= 2].index)
+    n_frag = inside.groupby(["event", "track"]).size()
+    fragmented = set(n_frag[n_frag >= 2].index)
+    best = ov.sort_values("share", ascending=False).drop_duplicates(["event", "track"])
+    best = best.set_index(["event", "track"])
+
+    t = tracks.set_index(["event", "track"])
+    t["best_share"] = best["share"].reindex(t.index).fillna(0.0)
+    t["best_cluster"] = best["cluster"].reindex(t.index).fillna(-1).astype(int)
+    t["found"] = t["best_share"] >= FOUND
+    t["fragmented"] = [k in fragmented for k in t.index]
+    t["merged"] = [(e, c) in merged_clusters for (e, _), c in zip(t.index, t["best_cluster"], strict=True)]
+    t["clean"] = t["found"] & ~t["fragmented"] & ~t["merged"]
+
+    cl_key = list(zip(clusters["event"], clusters["cluster"], strict=True))
+    matched = set(zip(inside["event"], inside["cluster"], strict=True))
+    truth_events = set(tracks["event"].tolist())
+    empty_events = [e for e in events["event"] if e not in truth_events]
+    fakes_empty = int(clusters["event"].isin(empty_events).sum())
+    unmatched = sum(1 for k in cl_key if k not in matched and k[0] in truth_events)
+
+    clean = t[t["clean"]].reset_index()
+    integral = clusters.set_index(["event", "cluster"])["sc_integral"]
+    clean["integral"] = integral.reindex(
+        list(zip(clean["event"], clean["best_cluster"], strict=True))
+    ).to_numpy()
+    res: dict[str, Any] = {
+        "run": int(rattrs["run"]),
+        "frames": int(len(events)),
+        "tracks": int(len(t)),
+        "clusters": int(len(clusters)),
+        "efficiency": _frac(t["found"]),
+        "clean_efficiency": _frac(t["clean"]),
+        "fragmented_tracks": int(t["fragmented"].sum()),
+        "fragment_rate": _frac(t["fragmented"]),
+        "merged_clusters": len(merged_clusters),
+        "merge_rate": _frac(t["merged"]),
+        "empty_frames": len(empty_events),
+        "fakes_per_empty_frame": fakes_empty / len(empty_events) if empty_events else None,
+        "unmatched_clusters_signal_frames": unmatched,
+        "by_kind": {
+            k: {"tracks": int(len(g)), "clean_efficiency": _frac(g["clean"])} for k, g in t.groupby("kind")
+        },
+    }
+    res.update(_energy(clean, t))
+    return res
+
+
+def _frac(mask: pd.Series) -> float | None:
+    return float(mask.mean()) if len(mask) else None
+
+
+def _energy(clean: pd.DataFrame, t: pd.DataFrame) -> dict[str, Any]:
+    """Linear fit integral = a * E + b on clean tracks and response/resolution per energy bin."""
+    out: dict[str, Any] = {"energy_fit": None, "energy_bins": []}
+    if len(clean) >= 3:
+        a, b = np.polyfit(clean["energy_kev"], clean["integral"], 1)
+        pred = a * clean["energy_kev"] + b
+        r = float(np.corrcoef(clean["energy_kev"], clean["integral"])[0, 1])
+        out["energy_fit"] = {
+            "slope_adc_per_kev": float(a),
+            "intercept_adc": float(b),
+            "pearson_r": r,
+            "resolution": float(np.std((clean["integral"] - pred) / pred)),
+            "max_nonlinearity": None,
+        }
+        devs = []
+        for lo, hi in zip(ENERGY_BINS[:-1], ENERGY_BINS[1:], strict=True):
+            sel_all = t[(t["energy_kev"] >= lo) & (t["energy_kev"] < hi)]
+            sel = clean[(clean["energy_kev"] >= lo) & (clean["energy_kev"] < hi)]
+            row: dict[str, Any] = {
+                "kev_lo": lo,
+                "kev_hi": None if np.isinf(hi) else hi,
+                "tracks": int(len(sel_all)),
+                "clean_efficiency": _frac(sel_all["clean"]),
+            }
+            if len(sel) >= 3:
+                ratio = sel["integral"] / (a * sel["energy_kev"] + b)
+                row["response"] = float(ratio.mean())
+                row["resolution"] = float(ratio.std(ddof=1) / ratio.mean())
+                devs.append(abs(row["response"] - 1.0))
+            out["energy_bins"].append(row)
+        out["energy_fit"]["max_nonlinearity"] = float(max(devs)) if devs else None
+    return out

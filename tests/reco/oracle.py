@@ -1,0 +1,188 @@
+"""Plain numpy/scipy/scikit-learn implementation of the chain: the reference the numba code must match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from sklearn.cluster import DBSCAN
+
+from reco.config import RecoConfig
+from reco.directional import MASK64, frame_seed
+
+
+@dataclass
+class OracleResult:
+    """Oracle output for one frame."""
+
+    spark: bool
+    points: tuple[np.ndarray, np.ndarray, np.ndarray]
+    labels: np.ndarray
+    features: np.ndarray
+    pixels: list[np.ndarray]  # per cluster: (n, 3) x, y, value
+
+
+def preprocess(raw: np.ndarray, mean: np.ndarray, thr: np.ndarray, cfg: RecoConfig):
+    """Zero-suppressed image, macro image and the spark mean."""
+    v = raw.astype(np.float32) - mean
+    zs = np.where((raw < cfg.cimax) & (v > thr), v, np.float32(0)).astype(np.float32)
+    p = np.pad(zs, ((0, 1), (0, 1)), mode="edge")
+    quad = np.sort(np.stack([p[:-1, :-1], p[:-1, 1:], p[1:, :-1], p[1:, 1:]]), axis=0)
+    med = (quad[1] + quad[2]) * np.float32(0.5)
+    r = cfg.rebin
+    h, w = zs.shape
+    macro = (med.reshape(h // r, r, w // r, r).astype(np.float64).sum(axis=(1, 3)) / (r * r)).astype(
+        np.float32
+    )
+    return zs, macro, float(v.astype(np.float64).mean())
+
+
+def points(macro: np.ndarray, cfg: RecoConfig):
+    """Noise-reduced macro-pixels (row-major) and their weights."""
+    active = macro > cfg.macro_threshold
+    count = ndimage.convolve(active.astype(np.int32), np.ones((3, 3), np.int32), mode="constant")
+    keep = active & (count >= cfg.min_neighbors_average * 9.0)
+    ys, xs = np.nonzero(keep)
+    return ys, xs, macro[ys, xs]
+
+
+def dbscan(ys, xs, ws, cfg: RecoConfig) -> np.ndarray:
+    """scikit-learn weighted DBSCAN with the cityblock metric."""
+    if len(ys) == 0:
+        return np.zeros(0, np.int64)
+    db = DBSCAN(eps=cfg.eps, min_samples=cfg.min_samples, metric="cityblock")
+    return db.fit(np.c_[ys, xs].astype(np.float64), sample_weight=ws.astype(np.float64)).labels_
+
+
+def _splitmix(state: int) -> tuple[int, int]:
+    state = (state + 0x9E3779B97F4A7C15) & MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return state, z ^ (z >> 31)
+
+
+def directional(ys, xs, ws, labels, cfg: RecoConfig, event: int) -> np.ndarray:
+    """Seeded RANSAC regrowth of straight clusters, written with numpy."""
+    lab = labels.astype(np.int64).copy()
+    fx, fy, fw = xs.astype(np.float64), ys.astype(np.float64), ws.astype(np.float64)
+    nlab = int(lab.max()) + 1 if len(lab) else 0
+    sizes = np.bincount(lab[lab >= 0], minlength=nlab)
+    state = frame_seed(cfg.seed, event)
+    for c in np.argsort(-sizes, kind="stable"):
+        members = np.nonzero(lab == c)[0]
+        m = len(members)
+        if m < cfg.dir_minsamples:
+            continue
+        total = fw[members].sum()
+        best, bi, bj = -1.0, -1, -1
+        for _ in range(cfg.dir_iterations):
+            state, r1 = _splitmix(state)
+            state, r2 = _splitmix(state)
+            i, j = members[r1 % m], members[r2 % m]
+            d = np.array([fx[j] - fx[i], fy[j] - fy[i]])
+            norm = np.hypot(*d)
+            if norm == 0:
+                continue
+            dx, dy = d / norm
+            inl = fw[members][
+                np.abs((fx[members] - fx[i]) * dy - (fy[members] - fy[i]) * dx) <= cfg.dir_thickness
+            ].sum()
+            if inl > best:
+                best, bi, bj = inl, i, j
+        if bi < 0 or best < cfg.dir_min_accuracy * total:
+            continue
+        d = np.array([fx[bj] - fx[bi], fy[bj] - fy[bi]])
+        dx, dy = d / np.hypot(*d)
+        inl = members[np.abs((fx[members] - fx[bi]) * dy - (fy[members] - fy[bi]) * dx) <= cfg.dir_thickness]
+        cx, cy = np.average(fx[inl], weights=fw[inl]), np.average(fy[inl], weights=fw[inl])
+        cov = np.cov(np.c_[fx[inl], fy[inl]].T, aweights=fw[inl], bias=True)
+        theta = 0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])
+        ux, uy = np.cos(theta), np.sin(theta)
+        t_all = (fx - cx) * ux + (fy - cy) * uy
+        d_all = np.abs(-(fx - cx) * uy + (fy - cy) * ux)
+        tmin, tmax = t_all[inl].min(), t_all[inl].max()
+        while True:
+            band = (
+                (d_all <= cfg.dir_thickness)
+                & (t_all >= tmin - cfg.dir_radius)
+                & (t_all <= tmax + cfg.dir_radius)
+            )
+            lab[band] = c
+            nmin, nmax = min(tmin, t_all[band].min()), max(tmax, t_all[band].max())
+            if nmin == tmin and nmax == tmax:
+                break
+            tmin, tmax = nmin, nmax
+    return lab
+
+
+def features(zs: np.ndarray, ys, xs, labels, cfg: RecoConfig):
+    """Feature matrix and pixel lists, computed per cluster with numpy."""
+    r = cfg.rebin
+    macro_lab = np.full((zs.shape[0] // r, zs.shape[1] // r), -1, np.int64)
+    macro_lab[ys, xs] = labels
+    full_lab = np.repeat(np.repeat(macro_lab, r, axis=0), r, axis=1)
+    nclu = int(labels.max()) + 1 if len(labels) else 0
+    feats, pixels = [], []
+    for c in range(nclu):
+        y, x = np.nonzero((full_lab == c) & (zs > 0))
+        v = zs[y, x].astype(np.float64)
+        pixels.append(np.c_[x, y, v])
+        if len(v) == 0:
+            feats.append([0.0] * 15)
+            continue
+        ncell = int((labels == c).sum())
+        s = v.sum()
+        xm, ym = (v * x).sum() / s, (v * y).sum() / s
+        cov = np.cov(np.c_[x, y].T.astype(np.float64), aweights=v, bias=True)
+        theta = 0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])
+        lam = np.sort(np.clip(np.linalg.eigvalsh(cov), 0, None))[::-1]
+        u = (x - xm) * np.cos(theta) + (y - ym) * np.sin(theta)
+        w = -(x - xm) * np.sin(theta) + (y - ym) * np.cos(theta)
+        feats.append(
+            [
+                s,
+                ncell * r * r,
+                len(v),
+                v.std(),
+                xm,
+                ym,
+                x.min(),
+                x.max(),
+                y.min(),
+                y.max(),
+                theta,
+                np.ptp(u) + 1,
+                np.ptp(w) + 1,
+                np.sqrt(lam[0]),
+                np.sqrt(lam[1]),
+            ]
+        )
+    return np.array(feats).reshape(-1, 15), pixels
+
+
+def reconstruct(raw: np.ndarray, mean: np.ndarray, thr: np.ndarray, cfg: RecoConfig, event: int = 0):
+    """The whole chain for one frame."""
+    zs, macro, mean_signal = preprocess(raw, mean, thr, cfg)
+    if cfg.spark_veto and mean_signal > cfg.spark_threshold:
+        e = np.zeros(0, np.int64)
+        return OracleResult(True, (e, e, np.zeros(0, np.float32)), e, np.zeros((0, 15)), [])
+    ys, xs, ws = points(macro, cfg)
+    labels = dbscan(ys, xs, ws, cfg)
+    if cfg.directional and len(labels) and labels.max() >= 0:
+        labels = directional(ys, xs, ws, labels, cfg, event)
+        # renumber in order of first point, as the numba stage does
+        _, first = np.unique(labels[labels >= 0], return_index=True)
+        order = np.unique(labels[labels >= 0])[np.argsort(first)]
+        remap = {int(old): new for new, old in enumerate(order)}
+        labels = np.array([remap.get(int(lab), -1) for lab in labels], np.int64)
+    feats, pixels = features(zs, ys, xs, labels, cfg)
+    empty = [c for c, p in enumerate(pixels) if len(p) == 0]
+    if empty:  # clusters without full-resolution hits are dropped
+        kept = np.array([c for c in range(len(pixels)) if c not in empty])
+        remap = np.full(len(pixels), -1)
+        remap[kept] = np.arange(len(kept))
+        labels = np.where(labels >= 0, remap[np.maximum(labels, 0)], -1)
+        feats, pixels = features(zs, ys, xs, labels, cfg)
+    return OracleResult(False, (ys, xs, ws), labels, feats, pixels)
