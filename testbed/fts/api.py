@@ -1,0 +1,211 @@
+"""The FTS3 REST endpoints (the subset Rucio and the fts3 client use), as a Flask app."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, jsonify, request
+
+from . import clock, states, views
+from .store import DuplicateJob
+from .submission import SubmissionError, build_job
+
+if TYPE_CHECKING:
+    from .service import FtsService
+
+log = logging.getLogger(__name__)
+
+API_VERSION = {"major": 3, "minor": 12, "patch": 0}
+SCHEMA_VERSION = {"major": 8, "minor": 0, "patch": 0}
+_SLASHES = re.compile(r"/{2,}")
+
+
+class MergeSlashes:
+    """WSGI middleware: `//jobs` (what the fts3 client sends) is served as `/jobs`."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Collapse repeated slashes in PATH_INFO."""
+        environ["PATH_INFO"] = _SLASHES.sub("/", environ.get("PATH_INFO", "") or "/")
+        return self.app(environ, start_response)
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    phrase = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}.get(status, "")
+    return jsonify({"status": f"{status} {phrase}", "message": message}), status
+
+
+def _ids(text: str) -> list[str]:
+    return [i for i in (p.strip() for p in text.split(",")) if i]
+
+
+def create_app(service: FtsService) -> Flask:
+    """Build the Flask app serving `service`."""
+    app = Flask("testbed.fts")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.wsgi_app = MergeSlashes(app.wsgi_app)  # type: ignore[method-assign]
+    store, identity = service.store, service.identity
+
+    def job_with_files(job_id: str, keys: list[str] | None) -> dict[str, Any] | None:
+        job = store.get_job(job_id)
+        if job is None:
+            return None
+        view = views.job_view(job)
+        if keys is not None:
+            view["files"] = views.select_file_keys(store.get_files(job_id), keys or None)
+        return view
+
+    @app.get("/")
+    def root() -> Any:
+        return jsonify({"api": API_VERSION, "schema": SCHEMA_VERSION, "delegation": {"major": 1, "minor": 0, "patch": 0},
+                        "_links": {"jobs": {"href": "/jobs"}, "whoami": {"href": "/whoami"}}})
+
+    @app.get("/whoami")
+    def whoami() -> Any:
+        return jsonify({"user_dn": identity.user_dn, "dn": [identity.user_dn], "vos": [identity.vo],
+                        "vos_id": [], "voms_cred": [], "roles": [], "delegation_id": identity.delegation_id,
+                        "base_id": identity.base_id, "level": {"transfer": "vo"}, "is_root": False,
+                        "method": "unauthenticated"})
+
+    @app.get("/delegation/<dlg_id>")
+    def delegation(dlg_id: str) -> Any:
+        until = (clock.utcnow() + dt.timedelta(days=365)).strftime(clock.FTS_TIME_FORMAT)
+        return jsonify({"delegation_id": dlg_id, "user_dn": identity.user_dn, "termination_time": until})
+
+    @app.get("/metrics")
+    def metrics() -> Any:
+        return Response(service.metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/ban/se")
+    @app.get("/ban/dn")
+    def bans() -> Any:
+        return jsonify([])
+
+    @app.get("/config/se")
+    def config_se() -> Any:
+        return jsonify({})
+
+    @app.post("/jobs")
+    def submit() -> Any:
+        body = request.get_json(force=True, silent=True)
+        if body is None:
+            return _error(400, "body: not valid JSON")
+        try:
+            job, files = build_job(body, identity, service.defaults)
+        except SubmissionError as exc:
+            return _error(400, str(exc))
+        try:
+            store.insert_job(job, files)
+        except DuplicateJob:
+            return _error(409, f"A job with the id {job['job_id']} already exists")
+        service.metrics.jobs.inc()
+        service.scheduler.wake()
+        log.info("job %s submitted: %d file row(s), type %s", job["job_id"], len(files), job["job_type"])
+        return jsonify({"job_id": job["job_id"]})
+
+    @app.get("/jobs")
+    def list_jobs() -> Any:
+        wanted = _ids(request.args.get("state_in", ""))
+        limit = int(request.args.get("limit", 1000))
+        return jsonify([views.job_view(j) for j in store.list_jobs(wanted or None, limit)])
+
+    @app.get("/jobs/<job_ids>")
+    def get_jobs(job_ids: str) -> Any:
+        ids = _ids(job_ids)
+        keys_arg = request.args.get("files")
+        keys = None if keys_arg is None else _ids(keys_arg)
+        if len(ids) == 1:
+            view = job_with_files(ids[0], keys)
+            if view is None:
+                return jsonify(views.not_found(ids[0])), 404
+            return jsonify(view)
+        out, missing = [], False
+        for job_id in ids:
+            view = job_with_files(job_id, keys)
+            if view is None:
+                missing = True
+                view = views.not_found(job_id)
+            out.append(view)
+        return jsonify(out), (207 if missing else 200)
+
+    @app.get("/jobs/<job_id>/files")
+    def get_files(job_id: str) -> Any:
+        if store.get_job(job_id) is None:
+            return _error(404, f"No job with the id {job_id} has been found")
+        return jsonify([views.file_view(f) for f in store.get_files(job_id)])
+
+    @app.get("/jobs/<job_id>/files/<int:file_id>/retries")
+    def get_retries(job_id: str, file_id: int) -> Any:
+        row = store.get_file(file_id)
+        if row is None or row["job_id"] != job_id:
+            return _error(404, f"No file {file_id} in job {job_id}")
+        return jsonify([{"attempt": r["attempt"], "datetime": r["datetime"], "reason": r["reason"]}
+                        for r in store.retries(file_id)])
+
+    @app.get("/jobs/<job_id>/dm")
+    def get_dm(job_id: str) -> Any:
+        if store.get_job(job_id) is None:
+            return _error(404, f"No job with the id {job_id} has been found")
+        return jsonify([])
+
+    @app.delete("/jobs/<job_ids>")
+    def cancel_jobs(job_ids: str) -> Any:
+        ids = _ids(job_ids)
+        out, missing = [], False
+        for job_id in ids:
+            if store.get_job(job_id) is None:
+                missing = True
+                out.append(views.not_found(job_id))
+                continue
+            service.scheduler.cancel(job_id)
+            out.append(views.job_view(store.get_job(job_id)))
+            log.info("job %s cancel requested", job_id)
+        if len(ids) == 1:
+            return (jsonify(out[0]), 404) if missing else jsonify(out[0])
+        return jsonify(out), (207 if missing else 200)
+
+    @app.delete("/jobs/<job_id>/files/<file_ids>")
+    def cancel_files(job_id: str, file_ids: str) -> Any:
+        if store.get_job(job_id) is None:
+            return _error(404, f"No job with the id {job_id} has been found")
+        try:
+            wanted = [int(i) for i in _ids(file_ids)]
+        except ValueError:
+            return _error(400, "file ids: must be integers")
+        service.scheduler.cancel(job_id, wanted)
+        rows = {f["file_id"]: f for f in store.get_files(job_id)}
+        result = [rows[i]["file_state"] if i in rows else "File not found" for i in wanted]
+        return jsonify(result[0] if len(result) == 1 else result)
+
+    @app.post("/jobs/<job_id>")
+    def modify_job(job_id: str) -> Any:
+        job = store.get_job(job_id)
+        if job is None:
+            return _error(404, f"No job with the id {job_id} has been found")
+        body = request.get_json(force=True, silent=True) or {}
+        params = body.get("params", body) if isinstance(body, dict) else {}
+        if "priority" not in params:
+            return _error(400, "params.priority: required")
+        try:
+            priority = int(params["priority"])
+        except (TypeError, ValueError):
+            return _error(400, f"params.priority: {params['priority']!r} is not an integer")
+        if not 1 <= priority <= 5:
+            return _error(400, f"params.priority: {priority} is not between 1 and 5")
+        if job["job_state"] in states.JOB_TERMINAL:
+            view = views.job_view(job)
+            view["http_message"] = f"Job is in a terminal state ({job['job_state']}): priority unchanged"
+            return jsonify(view)
+        store.set_priority(job_id, priority)
+        service.scheduler.wake()
+        view = views.job_view(store.get_job(job_id))
+        view["http_message"] = f"Priority set to {priority}"
+        log.info("job %s priority -> %d", job_id, priority)
+        return jsonify(view)
+
+    return app

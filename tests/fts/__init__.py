@@ -1,0 +1,1 @@
+"""Tests of the FTS3-REST-compatible transfer service (testbed/fts)."""
