@@ -11,6 +11,8 @@ import sys
 
 import sqlalchemy as sa
 
+from rucio_policies.metadata import create_tables
+
 log = logging.getLogger(__name__)
 
 
@@ -38,11 +40,12 @@ def main() -> int:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     if bootstrapped():
         log.info("database already bootstrapped")
-        return 0
-    build_database()
-    create_base_vo()
-    create_root_account()
-    log.info("database bootstrapped")
+    else:
+        build_database()
+        create_base_vo()
+        create_root_account()
+        log.info("database bootstrapped")
+    create_tables(engine)  # the run-metadata plugin's table
     return 0
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import testbed.sqlite_tuning  # noqa: F401  (serialise SQLite writers with the server)
+
 log = logging.getLogger(__name__)
 
 

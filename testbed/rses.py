@@ -53,7 +53,7 @@ def rse_settings(name: str, rse: Rse, state: Path, fts_url: str) -> dict[str, An
     proto = {"scheme": scheme, "hostname": host, "port": port, "prefix": rse.prefix,
              "impl": "rucio.rse.protocols.gfal.Default", "domains": DOMAINS}
     return {"rse_type": "TAPE", "protocols": [proto],
-            "attributes": {"lfn2pfn_algorithm": "identity", "archive_timeout": 3600, "verify_checksum": True,
+            "attributes": {"archive_timeout": 3600, "verify_checksum": True,
                            "istape": True, **attributes}}
 
 

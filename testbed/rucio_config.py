@@ -7,19 +7,14 @@ import importlib
 import sys
 from pathlib import Path
 
+import rucio_policies
 from cygno_dm.profile import Account, Profile
 
 Sections = dict[str, dict[str, str]]
 
 
-def policy_sections() -> Sections:
-    """The sections our policy package asks for (empty until the package provides `server_config`)."""
-    pkg = importlib.import_module("rucio_policies")
-    return pkg.server_config() if hasattr(pkg, "server_config") else {}
-
-
 def server_sections(profile: Profile, state: Path, database_url: str, rucio_url: str, fts_url: str) -> Sections:
-    """The rucio.cfg read by the server and the daemons."""
+    """The rucio.cfg read by the server and the daemons (the policy package adds its own sections)."""
     root = profile.account("root")
     sections: Sections = {
         "common": {"logdir": str(state / "logs"), "loglevel": "INFO", "mailtemplatedir": str(state / "etc")},
@@ -44,19 +39,19 @@ def server_sections(profile: Profile, state: Path, database_url: str, rucio_url:
             "scheme": "file,https,http,davs,s3", "transfertool": "fts3", "ftshosts": fts_url,
             "poller_oldest_first": "True", "use_preparer": "False",
         },
-        "policy": {"permission": "generic", "schema": "generic", "lfn2pfn_algorithm_default": "identity"},
         "upload": {}, "download": {},
         "credentials": {"signature_lifetime": "3600"},
         "api": {},
     }
-    for section, values in policy_sections().items():
+    for section, values in rucio_policies.server_config().items():
         sections.setdefault(section, {}).update(values)
     return sections
 
 
 def client_sections(server: Sections, account: Account, state: Path) -> Sections:
     """A client config for one account: the plain `rucio` CLI authenticates with it."""
-    sections = {k: dict(v) for k, v in server.items() if k in ("common", "policy", "upload", "download")}
+    sections = {k: dict(v) for k, v in server.items()
+                if k in ("common", "policy", "metadata", "transfers", "upload", "download")}
     sections["client"] = {
         **server["client"], "username": account.name, "password": account.password or "", "account": account.name,
         "auth_token_file_path": str(state / "tokens" / account.name / "token"),

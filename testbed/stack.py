@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from cygno_dm.profile import Profile, ProfileError, load_profile
 from testbed import daemons, rucio_config
 from testbed.rses import host_port, rse_settings, s3_credentials, storage_dir
-from testbed.storage.health import s3_ready, webdav_ready
+from testbed.storage.health import http_ok, s3_ready, webdav_ready
 from testbed.supervisor import Component, Supervisor
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,12 @@ class Settings:
 
 
 def database_url(database: str | None, state: Path) -> str:
-    """`sqlite` (default) or a PostgreSQL URL; anything else is refused."""
+    """`sqlite` (default) or a PostgreSQL URL (Rucio 41 needs the psycopg 3 driver); anything else is refused."""
     if not database or database == "sqlite":
         return f"sqlite:///{(state / 'rucio.db').resolve()}"
-    if database.startswith(("postgresql://", "postgresql+psycopg2://")):
-        return database
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if database.startswith(prefix):
+            return "postgresql+psycopg://" + database.removeprefix(prefix)
     raise TestbedError(f"--database: {database!r} must be 'sqlite' or a postgresql:// URL")
 
 
@@ -84,12 +85,10 @@ def _port_busy(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _http_ok(url: str) -> bool:
-    return requests.get(url, timeout=2).status_code == 200
-
-
 class Testbed:
     """A testbed living in one state directory."""
+
+    __test__ = False  # not a pytest test class
 
     def __init__(self, state_dir: Path | str = DEFAULT_STATE, profile: str | None = None,
                  database: str | None = None, rucio_port: int | None = None, fts_port: int | None = None):
@@ -149,6 +148,7 @@ class Testbed:
             "RUCIO_CONFIG": str(self.rucio_cfg),
             "RUCIO_HOME": str(self.state),  # the server finds etc/rse-accounts.cfg (S3 keys) here
             "X509_CERT_DIR": str(self.ca_dir),
+            "REQUESTS_CA_BUNDLE": str(self.ca_dir / "ca.pem"),  # Tape REST over https from the FTS service
             "CYGNO_DM_PROFILE": self.settings.profile,
             "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
@@ -180,11 +180,12 @@ class Testbed:
                         "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls]
                 health = (lambda u: lambda: webdav_ready(u))(url)
             else:
-                url = f"http://{host}:{port}"
+                secure = rse.endpoint.startswith(("https", "davs"))
+                url = f"{'https' if secure else 'http'}://{host}:{port}"
                 argv = [py, "-m", "testbed.tape", "--host", host, "--port", str(port), "--root", root,
                         "--migrate-after", str(tape.migrate_after), "--evict-after", str(tape.evict_after),
-                        "--stage-latency", str(tape.stage_latency)]
-                health = (lambda u: lambda: _http_ok(f"{u}/.well-known/wlcg-tape-rest-api"))(url)
+                        "--stage-latency", str(tape.stage_latency), *(["--tls-dir", tls] if secure else [])]
+                health = (lambda u: lambda: http_ok(f"{u}/.well-known/wlcg-tape-rest-api"))(url)
             comps.append(Component(f"{rse.kind}-{name}", argv, url=url, health=health, start_timeout=60))
         return comps
 
@@ -199,13 +200,14 @@ class Testbed:
                 [py, "-m", "testbed.fts", "--host", self.settings.host, "--port", str(self.settings.fts_port),
                  "--db", str(self.state / "fts" / "fts.db"),
                  "--s3-credentials", str(self.state / "etc" / "s3-credentials.json")],
-                url=self.fts_url, health=lambda: _http_ok(f"{self.fts_url}/"),
+                url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/"),
             ),
             Component(
                 RUCIO_SERVER,
-                [gunicorn, "-b", f"{self.settings.host}:{self.settings.rucio_port}", "-w", "1", "--threads", "8",
+                [gunicorn, "-c", "python:testbed.gunicorn_conf",
+                 "-b", f"{self.settings.host}:{self.settings.rucio_port}", "-w", "1", "--threads", "8",
                  "--timeout", "300", "--access-logfile", "-", "rucio.web.rest.flaskapi.v1.main:application"],
-                url=self.rucio_url, health=lambda: _http_ok(f"{self.rucio_url}/ping"), start_timeout=120,
+                url=self.rucio_url, health=lambda: http_ok(f"{self.rucio_url}/ping"), start_timeout=120,
             ),
             Component(
                 DAEMONS,
@@ -243,6 +245,9 @@ class Testbed:
             if not comp.url or self.sup.pid(comp.name) is not None:
                 continue
             parts = requests.utils.urlparse(comp.url)
+            deadline = time.monotonic() + 5  # a process that was just killed may still hold its port
+            while _port_busy(parts.hostname, parts.port) and time.monotonic() < deadline:
+                time.sleep(0.2)
             if _port_busy(parts.hostname, parts.port):
                 raise TestbedError(f"port {parts.hostname}:{parts.port} for {comp.name} is taken by another process")
 

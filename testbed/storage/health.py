@@ -33,3 +33,13 @@ def webdav_ready(url: str, timeout: float = 2.0) -> bool:
         return response.status_code == 207
     except requests.RequestException:
         return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True if a GET of `url` answers 200 (the testbed CA need not be trusted by a liveness probe)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            return requests.get(url, timeout=timeout, verify=False).status_code == 200
+    except requests.RequestException:
+        return False

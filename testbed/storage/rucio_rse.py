@@ -17,12 +17,10 @@ S3_RSE_ATTRIBUTES: dict[str, Any] = {
     "skip_upload_stat": True,   # the upload PFN is signed for PUT only: a stat of it is refused
     "verify_checksum": False,   # S3 has no ADLER32
     "strict_copy": True,        # FTS must not stat/checksum/mkdir on S3
-    "lfn2pfn_algorithm": "identity",  # <scope>/<name> => bucket = scope, key = name (prefix "/")
 }
 
 #: RSE attributes of the WebDAV RSE
 WEBDAV_RSE_ATTRIBUTES: dict[str, Any] = {
-    "lfn2pfn_algorithm": "identity",
     "verify_checksum": True,    # XRootD answers Want-Digest: adler32 / md5 (RFC 3230)
 }
 

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from testbed.storage.tls import ensure_host_cert
 from testbed.tape.config import TapeConfig
 from testbed.tape.server import serve_gunicorn, serve_werkzeug
 
@@ -33,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     p.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    p.add_argument("--tls-dir", type=Path,
+                   help="serve https (davs) with a certificate for --host from the testbed CA in this directory")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -51,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.server == "werkzeug":
         serve_werkzeug(config, args.host, args.port, args.port_file)
     else:
-        serve_gunicorn(config, args.host, args.port, args.workers, args.threads, args.port_file)
+        tls = None
+        if args.tls_dir:
+            cert, key, _ = ensure_host_cert(args.tls_dir, args.host)
+            tls = (str(cert), str(key))
+        serve_gunicorn(config, args.host, args.port, args.workers, args.threads, args.port_file, tls)
     return 0
 
 

@@ -43,8 +43,8 @@ class _Gunicorn(BaseApplication):
 
 
 def serve_gunicorn(config: TapeConfig, host: str, port: int, workers: int = 2, threads: int = 8,
-                   port_file: Path | None = None) -> None:
-    """Serve in the foreground with gunicorn (gthread workers) until stopped."""
+                   port_file: Path | None = None, tls: tuple[str, str] | None = None) -> None:
+    """Serve in the foreground with gunicorn (gthread workers) until stopped; https when `tls` (cert, key)."""
 
     def when_ready(server: Any) -> None:
         bound = server.LISTENERS[0].sock.getsockname()[1]
@@ -54,6 +54,8 @@ def serve_gunicorn(config: TapeConfig, host: str, port: int, workers: int = 2, t
                "timeout": 300, "graceful_timeout": 10, "keepalive": 5, "when_ready": when_ready,
                "accesslog": None, "errorlog": "-", "loglevel": "info", "proc_name": "cygno-tape",
                "control_socket_disable": True}
+    if tls:
+        options.update(certfile=tls[0], keyfile=tls[1])
     Store(config.db_path)  # create the schema once, before the workers fork
     _Gunicorn(config, options).run()
 
