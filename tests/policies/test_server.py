@@ -9,7 +9,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -444,19 +443,6 @@ def test_client_and_server_compute_the_same_path(world: World, index: int) -> No
     client = json.loads(out.stdout)[did]
     assert client == server
     assert server.endswith(f"/{world.raw}/{name}")  # the identity layout under the RSE prefix
-
-
-def test_upload_lands_at_the_identity_path(world: World) -> None:
-    local = [(rse, p) for rse in world.tb.rses for p in world.root.get_protocols(rse) if p["scheme"] == "file"]
-    if not local:
-        pytest.skip("no RSE with a local file protocol to upload through")
-    rse, proto = local[0]
-    name = world.raw_name()
-    src = Path(tempfile.mkdtemp()) / Path(name).name
-    src.write_bytes(b"CYGNO" * 100)
-    up = _rucio(world, "daq", "upload", "--rse", rse, "--scope", world.raw, "--lfn", name, str(src))
-    assert up.returncode == 0, up.stderr
-    assert (Path(proto["prefix"]) / world.raw / name).is_file()
 
 
 # --- random names and metadata: nothing invalid is stored, nothing valid is refused --------------------------------
