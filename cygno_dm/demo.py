@@ -10,15 +10,15 @@ import gzip
 import hashlib
 import os
 import random
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-from testbed.stack import DEFAULT_STATE, Testbed
+from testbed.stack import DEFAULT_STATE, Testbed, TestbedError
 
 console = Console()
 SCOPE, NAME = "cygno-data", "LNGS/run00001.mid.gz"
@@ -40,14 +40,18 @@ def md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def wait_rule_ok(tb: Testbed, rule_id: str, timeout: float = 300) -> dict:
-    """Poll a rule until it is OK (or STUCK, or the timeout)."""
+def wait_rule_ok(tb: Testbed, rule_id: str, timeout: float = 300, stuck_for: float = 60) -> dict:
+    """Poll a rule until it is OK, has stayed STUCK for `stuck_for` seconds, or the timeout passes."""
     client = tb.client("root")
     deadline = time.monotonic() + timeout
+    stuck_since = None
     with console.status("waiting for the daemons and FTS to replicate…"):
         while time.monotonic() < deadline:
             rule = client.get_replication_rule(rule_id)
-            if rule["state"] in ("OK", "STUCK"):
+            if rule["state"] == "OK":
+                return rule
+            stuck_since = (stuck_since or time.monotonic()) if rule["state"] == "STUCK" else None
+            if stuck_since and time.monotonic() - stuck_since > stuck_for:
                 return rule
             time.sleep(1)
     return client.get_replication_rule(rule_id)
@@ -57,29 +61,36 @@ def main() -> int:
     """Run the demo; exit 0 only if the downloaded file is identical to the uploaded one."""
     tb = Testbed(os.environ.get("CYGNO_DM_STATE", DEFAULT_STATE))
     with console.status("starting the testbed (Rucio server, daemons, storage, FTS)…"):
-        tb.up()
+        try:
+            tb.up()
+        except TestbedError as err:
+            console.print(f"[red]testbed up failed[/]: {err}")
+            return 1
     console.print(f"[bold]1.[/] testbed up: Rucio {tb.rucio_url} on {tb.settings.database.split(':')[0]}, "
                   f"RSEs {', '.join(tb.rses)}")
     landing, second = tb.rses[0], tb.rses[1]
-    work = Path(tempfile.mkdtemp(prefix="cygno-demo-"))
+    work = tb.state / "demo"
+    shutil.rmtree(work / "alice", ignore_errors=True)
     run = work / "daq" / NAME
     make_run_file(run)
     uploaded_md5 = md5(run)
 
     daq = tb.client("rucio-daq")
     from rucio.client.uploadclient import UploadClient
-    from rucio.common.exception import DataIdentifierNotFound
 
-    try:
-        daq.get_did(SCOPE, NAME)
-        console.print(f"[bold]2.[/] {SCOPE}:{NAME} is already registered (re-run): not uploading again")
-    except DataIdentifierNotFound:
+    did = [{"scope": SCOPE, "name": NAME}]
+    states = next(iter(daq.list_replicas(did, all_states=True)), {}).get("states", {})
+    if states.get(landing) == "AVAILABLE":
+        console.print(f"[bold]2.[/] {SCOPE}:{NAME} is already on {landing} (re-run): not uploading again")
+    else:  # first run, or a run interrupted half-way: the upload client completes what is missing
         UploadClient(_client=daq).upload([{"path": str(run), "rse": landing, "did_scope": SCOPE, "did_name": NAME}])
         console.print(f"[bold]2.[/] rucio-daq uploaded {SCOPE}:{NAME} ({run.stat().st_size} bytes, md5 "
                       f"{uploaded_md5}) to {landing}")
 
     rules = [r for r in daq.list_did_rules(SCOPE, NAME) if r["rse_expression"] == second]
-    rule_id = rules[0]["id"] if rules else daq.add_replication_rule([{"scope": SCOPE, "name": NAME}], 1, second)[0]
+    rule_id = rules[0]["id"] if rules else daq.add_replication_rule(did, 1, second)[0]
+    if rules and rules[0]["state"] == "STUCK":  # left by an interrupted run: the data manager retries it now
+        tb.client("cygno-dm").update_replication_rule(rule_id, {"boost_rule": True})
     rule = wait_rule_ok(tb, rule_id)
     console.print(f"[bold]3.[/] rule {rule_id[:8]}… to {second}: {rule['state']} "
                   f"(locks ok/replicating/stuck {rule['locks_ok_cnt']}/{rule['locks_replicating_cnt']}/"

@@ -260,6 +260,10 @@ class Testbed:
         rucio_config.write_alembic_ini(self.state / "etc" / "alembic.ini", self.settings.database)
         for acc in self.profile.accounts:
             rucio_config.write_cfg(self.client_cfg(acc.name), rucio_config.client_sections(server, acc, self.state))
+        # For in-process clients of any account (Testbed.client): no per-account token file.
+        root_client = rucio_config.client_sections(server, self.profile.account("root"), self.state)
+        root_client["client"].pop("auth_token_file_path")
+        rucio_config.write_cfg(self.state / "etc" / "client.cfg", root_client)
         rses = {}
         for name, rse in self.profile.rses.items():
             storage_dir(name, rse, self.state).mkdir(parents=True, exist_ok=True)
@@ -320,7 +324,12 @@ class Testbed:
                 "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": self.settings.profile}
 
     def client(self, account: str):
-        """A rucio Client authenticated by userpass as `account`, with tokens kept in this testbed."""
+        """A rucio Client authenticated by userpass as `account`, with tokens kept in this testbed.
+
+        Rucio reads one configuration per process: unless RUCIO_CONFIG is set, this testbed's becomes it.
+        """
+        os.environ.setdefault("RUCIO_CONFIG", str(self.state / "etc" / "client.cfg"))
+        os.environ.setdefault("X509_CERT_DIR", str(self.ca_dir))
         from rucio.client import Client
 
         acc = self.profile.account(account)

@@ -1,0 +1,32 @@
+"""`make demo` end to end on its own testbed: the physicist's download matches the DAQ's upload, twice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import profile_on_free_ports, traversable_dir
+
+pytestmark = pytest.mark.rucio
+
+
+def test_demo_runs_and_reruns_with_identical_checksums() -> None:
+    base = traversable_dir("cygno-demo-")
+    env = {**os.environ, "CYGNO_DM_STATE": str(base / "state"),
+           "CYGNO_DM_PROFILE": str(profile_on_free_ports(base / "profile.toml"))}
+    try:
+        for attempt in ("first run", "re-run"):
+            res = subprocess.run([sys.executable, "-m", "cygno_dm.demo"], env=env, capture_output=True, text=True,
+                                 timeout=600)
+            out = " ".join(res.stdout.split())  # rich wraps long lines
+            assert res.returncode == 0, (attempt, res.stdout[-3000:], res.stderr[-3000:])
+            assert "identical" in out and "DIFFERENT" not in out, out
+        assert "already on CNAF_USERDISK (re-run)" in out
+    finally:
+        subprocess.run([sys.executable, "-m", "cygno_dm.cli", "testbed", "down"], env=env, capture_output=True,
+                       timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
