@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -79,11 +77,3 @@ def context(sites: Iterable[S3Site] = (), streamed: bool = False) -> Any:
 
     return configure(gfal2.creat_context(), sites, streamed)
 
-
-def adler32_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    """ADLER32 of a local file as 8 lower-case hex digits (Rucio's and XRootD's format)."""
-    value = 1
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            value = zlib.adler32(block, value)
-    return f"{value:08x}"
