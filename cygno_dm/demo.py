@@ -21,7 +21,6 @@ from rich.console import Console
 from testbed.stack import DEFAULT_STATE, Testbed, TestbedError
 
 console = Console()
-SCOPE, NAME = "cygno-data", "LNGS/run00001.mid.gz"
 
 
 def make_run_file(path: Path, size: int = 4 << 20) -> None:
@@ -68,29 +67,33 @@ def main() -> int:
             return 1
     console.print(f"[bold]1.[/] testbed up: Rucio {tb.rucio_url} on {tb.settings.database.split(':')[0]}, "
                   f"RSEs {', '.join(tb.rses)}")
-    landing, second = tb.rses[0], tb.rses[1]
+    profile = tb.profile
+    scope, name = profile.scopes.raw[0], f"{profile.naming.tags[0]}/run{1:0{profile.naming.run_digits_min}d}.mid.gz"
+    daq_account, dm_account, user_account = (profile.accounts_with(role)[0].name
+                                             for role in ("daq", "data-manager", "user"))
+    disks = [name for name, rse in profile.rses.items() if rse.kind != "tape"]
+    landing, second = disks[0], disks[1]
     work = tb.state / "demo"
-    shutil.rmtree(work / "alice", ignore_errors=True)
-    run = work / "daq" / NAME
+    run = work / "daq" / name
     make_run_file(run)
     uploaded_md5 = md5(run)
 
-    daq = tb.client("rucio-daq")
+    daq = tb.client(daq_account)
     from rucio.client.uploadclient import UploadClient
 
-    did = [{"scope": SCOPE, "name": NAME}]
+    did = [{"scope": scope, "name": name}]
     states = next(iter(daq.list_replicas(did, all_states=True)), {}).get("states", {})
     if states.get(landing) == "AVAILABLE":
-        console.print(f"[bold]2.[/] {SCOPE}:{NAME} is already on {landing} (re-run): not uploading again")
+        console.print(f"[bold]2.[/] {scope}:{name} is already on {landing} (re-run): not uploading again")
     else:  # first run, or a run interrupted half-way: the upload client completes what is missing
-        UploadClient(_client=daq).upload([{"path": str(run), "rse": landing, "did_scope": SCOPE, "did_name": NAME}])
-        console.print(f"[bold]2.[/] rucio-daq uploaded {SCOPE}:{NAME} ({run.stat().st_size} bytes, md5 "
+        UploadClient(_client=daq).upload([{"path": str(run), "rse": landing, "did_scope": scope, "did_name": name}])
+        console.print(f"[bold]2.[/] {daq_account} uploaded {scope}:{name} ({run.stat().st_size} bytes, md5 "
                       f"{uploaded_md5}) to {landing}")
 
-    rules = [r for r in daq.list_did_rules(SCOPE, NAME) if r["rse_expression"] == second]
+    rules = [r for r in daq.list_did_rules(scope, name) if r["rse_expression"] == second]
     rule_id = rules[0]["id"] if rules else daq.add_replication_rule(did, 1, second)[0]
     if rules and rules[0]["state"] == "STUCK":  # left by an interrupted run: the data manager retries it now
-        tb.client("cygno-dm").update_replication_rule(rule_id, {"boost_rule": True})
+        tb.client(dm_account).update_replication_rule(rule_id, {"boost_rule": True})
     rule = wait_rule_ok(tb, rule_id)
     console.print(f"[bold]3.[/] rule {rule_id[:8]}… to {second}: {rule['state']} "
                   f"(locks ok/replicating/stuck {rule['locks_ok_cnt']}/{rule['locks_replicating_cnt']}/"
@@ -99,21 +102,22 @@ def main() -> int:
         console.print(f"[red]replication did not finish[/]: {rule.get('error')}")
         return 1
 
-    dest = work / "alice"
+    dest = work / user_account
+    shutil.rmtree(dest, ignore_errors=True)
     rucio = str(Path(sys.executable).parent / "rucio")
-    res = subprocess.run([rucio, "download", "--rses", second, "--dir", str(dest), f"{SCOPE}:{NAME}"],
-                         env={**os.environ, **tb.env("alice")}, capture_output=True, text=True)
-    got = dest / SCOPE / NAME
+    res = subprocess.run([rucio, "download", "--rses", second, "--dir", str(dest), f"{scope}:{name}"],
+                         env={**os.environ, **tb.env(user_account)}, capture_output=True, text=True)
+    got = dest / scope / name
     if res.returncode != 0 or not got.exists():
         console.print(f"[red]rucio download failed[/]:\n{res.stderr[-2000:]}")
         return 1
     downloaded_md5 = md5(got)
     same = downloaded_md5 == uploaded_md5
-    console.print(f"[bold]4.[/] alice ran `rucio download --rses {second} {SCOPE}:{NAME}` -> {got}")
+    console.print(f"[bold]4.[/] {user_account} ran `rucio download --rses {second} {scope}:{name}` -> {got}")
     console.print(f"[bold]5.[/] md5 uploaded {uploaded_md5}  downloaded {downloaded_md5}  "
                   + ("[green]identical[/]" if same else "[red]DIFFERENT[/]"))
-    console.print(f"    use it yourself: eval \"$(.venv/bin/cygno-dm testbed env alice)\"; .venv/bin/rucio did list "
-                  f"'{SCOPE}:*'   (stop with: .venv/bin/cygno-dm testbed down)")
+    console.print(f"    use it yourself: eval \"$(.venv/bin/cygno-dm testbed env {user_account})\"; .venv/bin/rucio did list "
+                  f"'{scope}:*'   (stop with: .venv/bin/cygno-dm testbed down)")
     return 0 if same else 1
 
 
