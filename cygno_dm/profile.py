@@ -18,6 +18,7 @@ SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,24}$")
 ACCOUNT_RE = re.compile(r"^[a-z0-9_.-]{1,25}$")
 RSE_RE = re.compile(r"^[A-Z0-9_-]{1,64}$")
 TAG_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+METADATA_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 RseKind = Literal["posix", "s3", "webdav", "tape"]
 Role = Literal["root", "admin", "daq", "data-manager", "user"]
@@ -122,6 +123,14 @@ class Rule(_Strict):
     notify: Literal["N", "Y", "C", "P"] = "C"
 
 
+class MetadataKey(_Strict):
+    """A typed run-metadata key (the Rucio policy package validates every value against it)."""
+
+    type: Literal["int", "float", "str", "datetime"]
+    min: float | None = None
+    max: float | None = None
+
+
 class TapeTiming(_Strict):
     """How the testbed's tape endpoint behaves: seconds to migrate, to evict from the buffer, to recall."""
 
@@ -145,6 +154,7 @@ class Profile(_Strict):
     rses: dict[str, Rse]
     distances: dict[str, dict[str, int]] = {}
     replication: dict[str, list[Rule]] = {}
+    metadata: dict[str, MetadataKey] = {}  # empty: the policy package's defaults (CYGNO's run-log columns)
     testbed: TestbedSettings = TestbedSettings()
 
     @field_validator("rses")
@@ -165,6 +175,8 @@ class Profile(_Strict):
             for rse in (src, *dsts):
                 if rse not in self.rses:
                     raise ValueError(f"distances: unknown RSE {rse!r}")
+        for key in self.metadata:
+            _check(METADATA_KEY_RE, "metadata key", key)
         for dtype in self.replication:
             if dtype not in ("raw", "sim", "analysis"):
                 raise ValueError(f"replication: data type {dtype!r} must be raw, sim or analysis")

@@ -128,5 +128,16 @@ DEFAULT_KEYS: tuple[KeySpec, ...] = (
 
 
 def keys_for(experiment: str | None = None) -> dict[str, KeySpec]:
-    """The metadata keys of an experiment (all experiments use the defaults until profiles declare theirs)."""
-    return {k.name: k for k in DEFAULT_KEYS}
+    """The metadata keys of an experiment: those its profile declares, else the defaults."""
+    from rucio_policies.experiments import registry
+
+    exp = next((e for e in registry().experiments if e.name == experiment), None) if experiment else None
+    declared = exp.profile.metadata if exp else {}
+    if not declared:
+        return {k.name: k for k in DEFAULT_KEYS}
+    specs = {name: KeySpec(name, key.type, key.min, key.max) for name, key in declared.items()}
+    if "run_number" in specs:  # mirrored into Rucio's 32-bit dids.run_number column
+        run = specs["run_number"]
+        specs["run_number"] = KeySpec("run_number", run.type, run.minimum,
+                                      min(run.maximum if run.maximum is not None else INT32, INT32))
+    return specs

@@ -51,6 +51,8 @@ def test_raw_name_rule(name: str, ok: bool) -> None:
     (lambda d: d["accounts"].append({"name": "eve", "role": "god"}), "accounts.4.role", "must be one of"),
     (lambda d: d["distances"].update(NOWHERE={"CNAF_USERDISK": 1}), "distances", "unknown RSE 'NOWHERE'"),
     (lambda d: d["rses"].update({"lower_case": {"kind": "posix", "path": "x"}}), "rses", "RSE name"),
+    (lambda d: d["metadata"].update(run_number={"type": "integer"}), "metadata.run_number.type", "must be one of"),
+    (lambda d: d["metadata"].update({"Run Number": {"type": "int"}}), "(top level)", "metadata key"),
 ])
 def test_broken_profile_names_field_and_rule(edit, field: str, rule: str) -> None:
     with pytest.raises(ProfileError) as err:
