@@ -326,9 +326,11 @@ class Testbed:
     def client(self, account: str):
         """A rucio Client authenticated by userpass as `account`, with tokens kept in this testbed.
 
-        Rucio reads one configuration per process: unless RUCIO_CONFIG is set, this testbed's becomes it.
+        Rucio reads one configuration per process: unless RUCIO_CONFIG names an existing file, this testbed's
+        client configuration becomes it.
         """
-        os.environ.setdefault("RUCIO_CONFIG", str(self.state / "etc" / "client.cfg"))
+        if not Path(os.environ.get("RUCIO_CONFIG", "")).is_file():
+            os.environ["RUCIO_CONFIG"] = str(self.state / "etc" / "client.cfg")
         os.environ.setdefault("X509_CERT_DIR", str(self.ca_dir))
         from rucio.client import Client
 
