@@ -1,6 +1,7 @@
 """The `cygno-dm` command line: one entry point, one subcommand group per area.
 
-Exit codes: 0 success, 1 failure reported with a one-line message, 2 bad usage or bad input.
+Exit codes: 0 success, 1 failure or bad input reported in one line, 2 bad command-line usage
+(`upload` keeps rucio-uploader's 0-4).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from cygno_dm.ingest.cli import register as register_ingest
 from cygno_dm.profile import ProfileError
 from reco.cli import reco
 
@@ -123,6 +125,7 @@ def env_cmd(state_dir: Path | None, account: str) -> None:
 
 
 main.add_command(reco)
+register_ingest(main)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""The DAQ uploader: discover run files, checksum, upload, register, replicate, and delete only when safe."""

@@ -1,0 +1,65 @@
+"""WebDAV (and other gfal2 URLs) landing storage: gfal2 copy with overwrite off and an adler32 check."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+
+from cygno_dm.ingest.checksums import Checksums
+from cygno_dm.ingest.storage import ObjectExists, Progress, StorageError, StorageUnavailable, Stored
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ECOMM, errno.EAGAIN, errno.EIO,
+             errno.ECONNRESET, errno.ENETUNREACH}
+
+
+class GfalStorage:
+    """Any gfal2 URL (davs://, https://, root://); checksums are asked of the storage (RFC 3230 digests)."""
+
+    def __init__(self, timeout: int = 3600) -> None:
+        import gfal2
+
+        self._gfal2 = gfal2
+        self._ctx = gfal2.creat_context()
+        self.timeout = timeout
+
+    def _fail(self, url: str, err: Exception) -> Exception:
+        code = getattr(err, "code", None)
+        if code == errno.EEXIST:
+            return ObjectExists(f"{url} already exists")
+        if code in TRANSIENT:
+            return StorageUnavailable(f"{url}: {err}")
+        return StorageError(f"{url}: {err}")
+
+    def stat(self, pfn: str) -> Stored | None:
+        try:
+            return Stored(self._ctx.stat(pfn).st_size)
+        except self._gfal2.GError as err:
+            if err.code == errno.ENOENT:
+                return None
+            raise self._fail(pfn, err) from err
+
+    def put(self, path: Path, pfn: str, sums: Checksums, progress: Progress | None = None) -> None:
+        params = self._ctx.transfer_parameters()
+        params.overwrite = False
+        params.create_parent = True
+        params.timeout = self.timeout
+        params.checksum_check = True
+        params.set_user_defined_checksum("ADLER32", sums.adler32)
+        try:
+            self._ctx.filecopy(params, f"file://{path.resolve()}", pfn)
+        except self._gfal2.GError as err:
+            raise self._fail(pfn, err) from err
+        stored = self.stat(pfn)
+        if stored is None or stored.size != sums.size:
+            raise StorageError(f"{pfn}: stored size {stored and stored.size} != {sums.size}")
+        if progress:
+            progress(sums.size)
+
+    def adler32(self, pfn: str) -> str:
+        try:
+            return self._ctx.checksum(pfn, "ADLER32").lower().zfill(8)
+        except self._gfal2.GError as err:
+            raise self._fail(pfn, err) from err

@@ -1,0 +1,65 @@
+"""Raw run file names: the DID of a DAQ file, its run number and the dataset of its run period."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cygno_dm.profile import Profile
+
+FILE_RE = re.compile(r"^run(?P<run>[0-9]+)(?P<suffix>\..+)$")
+
+
+class RunNameError(ValueError):
+    """A file or DID name breaks the raw naming rule; the message names the rule."""
+
+
+@dataclass(frozen=True, order=True)
+class RunFile:
+    """One raw run: TAG, run number (sorted numerically) and its DID name `<TAG>/run<N><suffix>`."""
+
+    tag: str
+    run: int
+    name: str
+
+    @property
+    def basename(self) -> str:
+        """`run<N><suffix>`."""
+        return self.name.split("/", 1)[1]
+
+
+def parse_did_name(profile: Profile, name: str) -> RunFile:
+    """Validate a raw DID name against the profile and return its parts."""
+    m = profile.naming.raw_name_re.fullmatch(name)
+    if not m:
+        raise RunNameError(f"DID name {name!r} breaks the raw naming rule {profile.naming.raw_name_re.pattern}")
+    return RunFile(m["tag"], int(m["run"]), name)
+
+
+def did_for_file(profile: Profile, path: Path, tag: str | None = None) -> RunFile:
+    """The raw DID of a DAQ file: TAG from `tag`, else from its parent directory name."""
+    tag = tag or path.parent.name
+    return parse_did_name(profile, f"{tag}/{path.name}")
+
+
+def dataset_name(profile: Profile, run: RunFile) -> str:
+    """The dataset of a run's period, e.g. `LNGS/runs-1144xx` (100 runs) or `LNGS/runs-114400-114449` (50)."""
+    per = profile.naming.runs_per_dataset
+    digits = run.basename.removeprefix("run").removesuffix(profile.naming.raw_suffix)
+    width = len(digits)
+    first = run.run - run.run % per
+    text = f"{first:0{width}d}"
+    zeros = len(str(per)) - 1
+    if per == 10**zeros and zeros > 0 and text.endswith("0" * zeros):
+        return f"{run.tag}/runs-{text[:-zeros]}{'x' * zeros}"
+    if per == 1:
+        return f"{run.tag}/runs-{text}"
+    return f"{run.tag}/runs-{text}-{first + per - 1:0{width}d}"
+
+
+def period_runs(profile: Profile, run: RunFile) -> range:
+    """Run numbers belonging to the dataset of `run`."""
+    per = profile.naming.runs_per_dataset
+    first = run.run - run.run % per
+    return range(first, first + per)

@@ -1,0 +1,124 @@
+"""The uploader daemon: reconcile on start, then discover and drive files until stopped, without busy looping."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from cygno_dm.ingest import metrics
+from cygno_dm.ingest.discovery import find
+from cygno_dm.ingest.journal import Entry, JournalError
+from cygno_dm.ingest.locks import FileLock
+from cygno_dm.ingest.naming import dataset_name
+from cygno_dm.ingest.pipeline import TRANSIENT, Pipeline
+from cygno_dm.ingest.states import TERMINAL, State, index
+
+log = logging.getLogger(__name__)
+
+
+class Ingestor:
+    """Discovery + journal + pipeline + locks, in passes."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.cfg = pipeline.cfg
+        self.journal = pipeline.journal
+        self.stop = threading.Event()
+
+    def discover(self) -> int:
+        """Journal every new run file in the watched directories; return how many were new."""
+        new = 0
+        for found in find(self.p.profile, self.cfg.watch):
+            path = str(found.path)
+            if self.journal.get(path) is not None:
+                continue
+            entry = Entry(path=path, scope=self.cfg.scope, name=found.run.name,
+                          dataset=dataset_name(self.p.profile, found.run), run=found.run.run, state=State.SEEN)
+            try:
+                self.journal.add(entry)
+                new += 1
+                log.info("%s discovered at %s", entry.did, path)
+            except JournalError as err:
+                entry.state = State.QUARANTINED
+                self.journal.add(entry)
+                self.p.quarantine(entry, f"same name as another local file: {err}")
+        return new
+
+    def _work(self, entry: Entry, reconcile: bool = False) -> int:
+        lock = FileLock(Path(entry.path))
+        if not lock.acquire():
+            log.info("%s is being worked on by %s; skipped", entry.did, lock.holder())
+            return 0
+        try:
+            fresh = self.journal.get(entry.path)
+            if fresh is None or fresh.state in TERMINAL:
+                return 0
+            if reconcile:
+                try:
+                    fresh = self.p.reconcile(fresh)
+                except TRANSIENT as err:
+                    log.warning("%s: cannot reconcile now: %s", fresh.did, err)
+                    return 0
+                return 0
+            if fresh.next_try > time.time():
+                return 0
+            before = index(fresh.state)
+            after = self.p.run_entry(fresh)
+            return index(after.state) - before if after.state != State.QUARANTINED else 1
+        finally:
+            lock.release()
+
+    def _map(self, entries: list[Entry], reconcile: bool = False) -> int:
+        if not entries:
+            return 0
+        with ThreadPoolExecutor(max(1, self.cfg.workers), thread_name_prefix="ingest") as pool:
+            return sum(pool.map(lambda e: self._work(e, reconcile), entries))
+
+    def reconcile(self) -> None:
+        """Check every live entry past SCANNED against Rucio and the storage (crash repair)."""
+        live = [e for e in self.journal.entries() if e.state not in TERMINAL and index(e.state) > 1]
+        self._map(live, reconcile=True)
+
+    def pass_once(self) -> int:
+        """Discover, then run every due entry as far as it goes; return the number of steps taken."""
+        self.discover()
+        moved = self._map(self.journal.due())
+        self.update_metrics()
+        return moved
+
+    def run(self, once: bool = False, max_idle: float | None = None) -> None:
+        """Reconcile, then pass until stopped; once=True: until no file can progress without outside change.
+
+        In once mode, files waiting for a retry (Rucio, storage or run log down) are waited for, up to
+        `max_idle` seconds without progress; files waiting for the DAQ or the tape archive end the run.
+        """
+        max_idle = self.cfg.once_max_idle if max_idle is None else max_idle
+        self.reconcile()
+        idle_since = time.monotonic()
+        while not self.stop.is_set():
+            moved = self.pass_once()
+            if moved:
+                idle_since = time.monotonic()
+                continue
+            retrying = [e for e in self.journal.due(time.time() + 10 * self.cfg.retry_max) if e.attempts > 0]
+            if once and (not retrying or time.monotonic() - idle_since > max_idle):
+                return
+            nxt = self.journal.next_due()
+            delay = self.cfg.poll if nxt is None else min(self.cfg.poll, max(0.2, nxt - time.time()))
+            if once and retrying:
+                delay = max(0.2, min(r.next_try for r in retrying) - time.time())
+            self.stop.wait(delay)
+
+    def update_metrics(self) -> None:
+        """Backlog, oldest unsafe run and per-state counts."""
+        now = time.time()
+        entries = self.journal.entries()
+        unsafe = [e for e in entries if e.state not in TERMINAL and index(e.state) < index(State.SAFE)]
+        metrics.BACKLOG.set(len(unsafe))
+        metrics.BACKLOG_BYTES.set(sum(e.size or 0 for e in unsafe if index(e.state) < index(State.UPLOADED)))
+        metrics.OLDEST_UNSAFE.set(max((now - e.first_seen for e in unsafe), default=0))
+        for state, n in self.journal.counts().items():
+            metrics.BY_STATE.labels(state).set(n)

@@ -1,0 +1,192 @@
+"""S3 landing storage with boto3: parallel multipart uploads of any size, never overwriting, ETag-verified."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from cygno_dm.ingest.checksums import Checksums
+from cygno_dm.ingest.storage import (
+    ObjectExists,
+    Progress,
+    StorageError,
+    StorageUnavailable,
+    Stored,
+    _adler_stream,
+)
+
+log = logging.getLogger(__name__)
+
+MIB = 1 << 20
+MIN_PART = 5 * MIB  # S3's smallest part (except the last)
+MAX_PARTS = 10_000
+
+
+def plan_parts(size: int, part_size: int = 64 * MIB) -> list[tuple[int, int]]:
+    """(offset, length) of each part: at most 10,000 parts of at least 5 MiB; one part for small files."""
+    part = max(part_size, MIN_PART, math.ceil(size / MAX_PARTS / MIB) * MIB)
+    if size <= part:
+        return [(0, size)]
+    return [(off, min(part, size - off)) for off in range(0, size, part)]
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def split_pfn(pfn: str) -> tuple[str, str, str]:
+    """(endpoint URL, bucket, key) of a path-style S3 PFN (s3:// means plain http)."""
+    u = urlparse(pfn)
+    scheme = "http" if u.scheme in ("s3", "http") else "https"
+    bucket, _, key = unquote(u.path).lstrip("/").partition("/")
+    if not bucket or not key:
+        raise StorageError(f"{pfn}: not a path-style S3 URL with bucket and key")
+    return f"{scheme}://{u.netloc}", bucket, key
+
+
+class S3Storage:
+    """One S3 endpoint (path-style) with a key pair."""
+
+    def __init__(self, access_key: str, secret_key: str, region: str = "us-east-1", part_size: int = 64 * MIB,
+                 parallel: int = 4, verify_tls: bool | str = True) -> None:
+        self.part_size = part_size
+        self.parallel = max(1, parallel)
+        self._keys = (access_key, secret_key, region)
+        self._verify = verify_tls
+        self._clients: dict[str, object] = {}
+
+    def _client(self, endpoint: str):
+        if endpoint not in self._clients:
+            access, secret, region = self._keys
+            cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
+                         connect_timeout=5, read_timeout=120, max_pool_connections=self.parallel + 4,
+                         request_checksum_calculation="when_required",
+                         response_checksum_validation="when_required")
+            self._clients[endpoint] = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
+                region_name=region, config=cfg, verify=self._verify)
+        return self._clients[endpoint]
+
+    @staticmethod
+    def _fail(pfn: str, err: Exception) -> Exception:
+        if isinstance(err, ClientError):
+            code = err.response.get("Error", {}).get("Code", "")
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
+                return ObjectExists(f"{pfn} already exists")
+            if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
+                return StorageUnavailable(f"{pfn}: S3 {status} {code}")
+            return StorageError(f"{pfn}: S3 {status} {code}: {err}")
+        if isinstance(err, ConnectionError | HTTPClientError | BotoCoreError):
+            return StorageUnavailable(f"{pfn}: {err}")
+        return err
+
+    def stat(self, pfn: str) -> Stored | None:
+        endpoint, bucket, key = split_pfn(pfn)
+        try:
+            head = self._client(endpoint).head_object(Bucket=bucket, Key=key)
+        except ClientError as err:
+            if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise self._fail(pfn, err) from err
+        except Exception as err:
+            raise self._fail(pfn, err) from err
+        return Stored(head["ContentLength"], head.get("ETag", "").strip('"') or None, dict(head.get("Metadata", {})))
+
+    def put(self, path: Path, pfn: str, sums: Checksums, progress: Progress | None = None) -> None:
+        endpoint, bucket, key = split_pfn(pfn)
+        s3 = self._client(endpoint)
+        parts = plan_parts(sums.size, self.part_size)
+        meta = {"adler32": sums.adler32, "md5": sums.md5, "crc32c": sums.crc32c, "partsize": str(parts[0][1])}
+        try:
+            if len(parts) == 1:
+                with open(path, "rb") as f:
+                    body = f.read()
+                if len(body) != sums.size or hashlib.md5(body, usedforsecurity=False).hexdigest() != sums.md5:
+                    raise StorageError(f"{path}: changed since it was checksummed")
+                res = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=_b64(bytes.fromhex(sums.md5)),
+                                    Metadata=meta, IfNoneMatch="*")
+                etag = res["ETag"].strip('"')
+                if progress:
+                    progress(sums.size)
+                expected = sums.md5
+            else:
+                etag, expected = self._multipart(s3, path, pfn, bucket, key, parts, meta, progress)
+        except (StorageError, StorageUnavailable):
+            raise
+        except Exception as err:
+            raise self._fail(pfn, err) from err
+        if etag != expected:
+            raise StorageError(f"{pfn}: stored ETag {etag} != expected {expected}")
+        stored = self.stat(pfn)
+        if stored is None or stored.size != sums.size:
+            raise StorageError(f"{pfn}: stored size {stored and stored.size} != {sums.size}")
+        log.info("%s stored (%d bytes, %d part(s), etag %s)", pfn, sums.size, len(parts), etag)
+
+    def _multipart(self, s3, path: Path, pfn: str, bucket: str, key: str, parts: list[tuple[int, int]],
+                   meta: dict[str, str], progress: Progress | None) -> tuple[str, str]:
+        self.abort_stale(pfn)
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)["UploadId"]
+        fd = os.open(path, os.O_RDONLY)
+
+        def one(num: int, off: int, length: int) -> bytes:
+            data = os.pread(fd, length, off)
+            if len(data) != length:
+                raise StorageError(f"{path}: shrank while uploading")
+            digest = hashlib.md5(data, usedforsecurity=False).digest()
+            res = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=num, Body=data,
+                                 ContentMD5=_b64(digest))
+            if res["ETag"].strip('"') != digest.hex():
+                raise StorageError(f"{pfn}: part {num} ETag {res['ETag']} != md5 {digest.hex()}")
+            if progress:
+                progress(length)
+            return digest
+
+        try:
+            with ThreadPoolExecutor(self.parallel, thread_name_prefix="s3part") as pool:
+                digests = list(pool.map(lambda p: one(p[0] + 1, *p[1]), enumerate(parts)))
+            done = {"Parts": [{"PartNumber": i + 1, "ETag": f'"{d.hex()}"'} for i, d in enumerate(digests)]}
+            res = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=done,
+                                               IfNoneMatch="*")
+        except BaseException:
+            try:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception as err:  # the storage may be down: abort_stale cleans up next time
+                log.warning("%s: could not abort multipart upload %s: %s", pfn, upload_id, err)
+            raise
+        finally:
+            os.close(fd)
+        expected = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+        return res["ETag"].strip('"'), expected
+
+    def abort_stale(self, pfn: str) -> int:
+        """Abort unfinished multipart uploads of this key (left by a killed uploader); return how many."""
+        endpoint, bucket, key = split_pfn(pfn)
+        s3 = self._client(endpoint)
+        try:
+            uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+            for up in uploads:
+                if up["Key"] == key:
+                    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"])
+                    log.info("%s: aborted stale multipart upload %s", pfn, up["UploadId"])
+            return sum(1 for up in uploads if up["Key"] == key)
+        except Exception as err:
+            raise self._fail(pfn, err) from err
+
+    def adler32(self, pfn: str) -> str:
+        endpoint, bucket, key = split_pfn(pfn)
+        try:
+            body = self._client(endpoint).get_object(Bucket=bucket, Key=key)["Body"]
+            return _adler_stream(body.read)
+        except Exception as err:
+            raise self._fail(pfn, err) from err

@@ -1,0 +1,92 @@
+"""The cleanup rule: a local run file may go only when its tape copy is archived and a disk copy is verified."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from cygno_dm.ingest.catalog import Catalog, Replica
+from cygno_dm.ingest.stores import Stores, tls_verify
+from cygno_dm.ingest.tape import ARCHIVED, TapeRest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the local copy may be deleted, and what is missing if not."""
+
+    safe: bool
+    reason: str
+    tape_rse: str | None = None
+    disk_rse: str | None = None
+
+
+class SafetyCheck:
+    """Evaluates the cleanup rule against Rucio (replicas, locks) and the storage itself (archive, bytes)."""
+
+    def __init__(self, catalog: Catalog, stores: Stores, tape: TapeRest | None = None) -> None:
+        self.catalog = catalog
+        self.stores = stores
+        self.tape = tape or TapeRest(verify=tls_verify())
+
+    def tape_archived(self, scope: str, name: str, dataset: str, replicas: list[Replica]) -> tuple[str | None, str]:
+        """(tape RSE holding an archived copy or None, why not)."""
+        tapes = [r for r in replicas if self.catalog.is_tape(r.rse)]
+        if not tapes:
+            return None, "no replica on a tape RSE yet"
+        why = []
+        locks = None
+        for rep in tapes:
+            if rep.state != "AVAILABLE":
+                why.append(f"tape replica on {rep.rse} is {rep.state}")
+                continue
+            if self.catalog.rse_attributes(rep.rse).get("archive_timeout"):
+                if locks is None:
+                    locks = self.catalog.file_locks(scope, dataset, name)
+                if any(lk["rse"] == rep.rse and lk["state"] == "OK" for lk in locks):
+                    return rep.rse, ""
+            if rep.pfn:
+                try:
+                    loc = self.tape.locality(rep.pfn)
+                except Exception as err:  # endpoint down: not safe, say why
+                    why.append(f"archive state on {rep.rse} unknown: {err}")
+                    continue
+                if loc in ARCHIVED:
+                    return rep.rse, ""
+                why.append(f"tape replica on {rep.rse} has locality {loc}, not yet on tape")
+            else:
+                why.append(f"no PFN for the tape replica on {rep.rse} and no archive-monitored OK lock")
+        return None, "; ".join(why)
+
+    def disk_verified(self, scope: str, name: str, adler32: str, replicas: list[Replica]) -> tuple[str | None, str]:
+        """(disk RSE whose stored bytes have this adler32 or None, why not)."""
+        why = []
+        for rep in replicas:
+            if self.catalog.is_tape(rep.rse):
+                continue
+            if rep.state != "AVAILABLE" or not rep.pfn:
+                why.append(f"disk replica on {rep.rse} is {rep.state}")
+                continue
+            try:
+                theirs = self.stores.for_pfn(rep.rse, rep.pfn).adler32(rep.pfn)
+            except Exception as err:
+                why.append(f"cannot read back {rep.rse}: {err}")
+                continue
+            if theirs == adler32:
+                return rep.rse, ""
+            log.error("%s:%s replica on %s has adler32 %s, expected %s", scope, name, rep.rse, theirs, adler32)
+            why.append(f"disk replica on {rep.rse} has adler32 {theirs} != {adler32}")
+        return None, "; ".join(why) or "no disk replica"
+
+    def check(self, scope: str, name: str, dataset: str, adler32: str) -> Verdict:
+        """Apply the rule to one file."""
+        replicas = self.catalog.replicas(scope, name)
+        tape, why_tape = self.tape_archived(scope, name, dataset, replicas)
+        if tape is None:
+            return Verdict(False, f"waiting for tape archive: {why_tape}")
+        disk, why_disk = self.disk_verified(scope, name, adler32, replicas)
+        if disk is None:
+            return Verdict(False, f"tape archived on {tape}, waiting for a verified disk replica: {why_disk}",
+                           tape_rse=tape)
+        return Verdict(True, f"archived on {tape}, verified on {disk}", tape, disk)
