@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import importlib
-import sys
 from pathlib import Path
 
 import rucio_policies
@@ -86,8 +85,3 @@ def write_alembic_ini(path: Path, database_url: str) -> None:
                             "formatter": "generic"},
         "formatter_generic": {"format": "%(levelname)-5.5s [%(name)s] %(message)s", "datefmt": "%H:%M:%S"},
     })
-
-
-def python() -> str:
-    """The interpreter of this environment (the venv), for child processes."""
-    return sys.executable

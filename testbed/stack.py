@@ -16,11 +16,11 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from cygno_dm.profile import Profile, ProfileError, load_profile
+from cygno_dm.profile import Profile, load_profile
 from testbed import daemons, rucio_config
 from testbed.rses import host_port, rse_settings, s3_credentials, storage_dir
 from testbed.storage.health import http_ok, s3_ready, webdav_ready
-from testbed.supervisor import Component, Supervisor
+from testbed.supervisor import Component, Supervisor, healthy
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +228,17 @@ class Testbed:
         comps = self.components()
         server = next(i for i, c in enumerate(comps) if c.name == RUCIO_SERVER)
         for comp in comps[:server + 1]:
-            self.sup.start(comp, self.base_env())
+            self._start(comp)
         self._run([sys.executable, "-m", "testbed.populate", self.settings.profile,
                    str(self.state / "etc" / "rses.json")], "populate")
         for comp in comps[server + 1:]:
+            self._start(comp)
+
+    def _start(self, comp: Component) -> None:
+        try:
             self.sup.start(comp, self.base_env())
+        except RuntimeError as err:  # did not become healthy: say which, with the end of its log
+            raise TestbedError(str(err)) from None
 
     def down(self) -> list[str]:
         """Stop every process this testbed started (and nothing else); return their names."""
@@ -285,9 +291,9 @@ class Testbed:
         rows = []
         for comp in self.components():
             pid = self.sup.pid(comp.name)
-            healthy = pid is not None and (comp.health is None or _safe_check(comp.health))
+            ok = pid is not None and (comp.health is None or healthy(comp.health))
             rows.append({"name": comp.name, "pid": pid, "url": comp.url,
-                         "state": "healthy" if healthy else ("unhealthy" if pid else "stopped")})
+                         "state": "healthy" if ok else ("unhealthy" if pid else "stopped")})
         runner = daemons.read_status(self.state / "daemons.json")
         runner_pid = self.sup.pid(DAEMONS)
         for name in daemons.NAMES:
@@ -340,12 +346,3 @@ class Testbed:
         return cls(rucio_host=self.rucio_url, auth_host=self.rucio_url, account=acc.name, auth_type="userpass",
                    creds={"username": acc.name, "password": acc.password}, ca_cert=False)
 
-
-def _safe_check(check) -> bool:
-    try:
-        return bool(check())
-    except Exception:
-        return False
-
-
-__all__ = ["Testbed", "TestbedError", "ProfileError"]

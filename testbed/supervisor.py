@@ -74,7 +74,7 @@ class Supervisor:
         self.pid_file(comp.name).write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
         log.info("started %s pid=%d", comp.name, proc.pid)
         deadline = time.monotonic() + comp.start_timeout
-        while comp.health is not None and not _safe(comp.health):
+        while comp.health is not None and not healthy(comp.health):
             if proc.poll() is not None:
                 raise RuntimeError(f"{comp.name} exited with {proc.returncode}; see {self.log_file(comp.name)}\n"
                                    + self.tail(comp.name, 15))
@@ -119,10 +119,11 @@ def _unblock_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def _safe(check: Callable[[], bool]) -> bool:
+def healthy(check: Callable[[], bool]) -> bool:
+    """Run a health probe; a probe that raises counts as unhealthy."""
     try:
         return bool(check())
-    except Exception:  # a health probe that raises is simply not healthy yet
+    except Exception:  # a probe that raises: not healthy (yet)
         return False
 
 
