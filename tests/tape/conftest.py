@@ -101,27 +101,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-@pytest.fixture
-def tape_factory(tmp_path: Path) -> Iterator[Callable[..., TapeServer]]:
-    """Start tape endpoints with given options; every process is stopped at teardown."""
+def _tape_servers(base: Path) -> Iterator[Callable[..., TapeServer]]:
+    """Start tape endpoints under `base`; every process is stopped when the generator closes."""
     servers: list[TapeServer] = []
-
-    def make(*args: str, name: str = "tape") -> TapeServer:
-        server = TapeServer(root=tmp_path / name, args=list(args), log_path=tmp_path / f"{name}.log")
-        servers.append(server)
-        return server.start()
-
-    yield make
-    for server in servers:
-        if server.proc is not None:
-            server.kill(signal.SIGTERM)
-
-
-@pytest.fixture(scope="module")
-def module_tape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., TapeServer]]:
-    """Like tape_factory, shared by the tests of one module."""
-    servers: list[TapeServer] = []
-    base = tmp_path_factory.mktemp("tape")
 
     def make(*args: str, name: str = "tape") -> TapeServer:
         server = TapeServer(root=base / name, args=list(args), log_path=base / f"{name}.log")
@@ -132,6 +114,18 @@ def module_tape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
     for server in servers:
         if server.proc is not None:
             server.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def tape_factory(tmp_path: Path) -> Iterator[Callable[..., TapeServer]]:
+    """Start tape endpoints with given options; every process is stopped at teardown."""
+    yield from _tape_servers(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_tape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., TapeServer]]:
+    """Like tape_factory, shared by the tests of one module."""
+    yield from _tape_servers(tmp_path_factory.mktemp("tape"))
 
 
 def disk_snapshot(root: Path) -> dict[str, tuple[int, int]]:
