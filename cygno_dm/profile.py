@@ -21,7 +21,7 @@ TAG_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
 METADATA_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 RseKind = Literal["posix", "s3", "webdav", "tape"]
-Role = Literal["root", "admin", "daq", "data-manager", "user"]
+Role = Literal["root", "admin", "daq", "data-manager", "production", "user"]
 
 
 class ProfileError(ValueError):

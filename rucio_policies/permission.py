@@ -101,6 +101,11 @@ def scope_write(who: Who, scope: str, kind: str, reg: Registry) -> Decision | No
         return _deny("user-scope", f"only {exp.user_account(scope)} writes to the personal scope {scope}")
     if who.role == "data-manager":
         return ALLOW
+    if who.role == "production":
+        if dtype in ("sim", "analysis"):
+            return ALLOW
+        return _deny("production-derived-only",
+                     f"the production account {who.name} writes only to sim and analysis scopes, not {scope}")
     if who.role == "daq":
         if dtype != "raw":
             return _deny("daq-raw-only", f"the DAQ account {who.name} writes only to raw scopes, not {scope}")

@@ -23,7 +23,8 @@ from testbed.rses import rse_accounts
 log = logging.getLogger(__name__)
 
 QUOTA_BYTES = 10**15  # 1 PB per account and RSE: the testbed does not exercise quotas
-ACCOUNT_TYPE = {"root": "SERVICE", "admin": "SERVICE", "daq": "SERVICE", "data-manager": "USER", "user": "USER"}
+ACCOUNT_TYPE = {"root": "SERVICE", "admin": "SERVICE", "daq": "SERVICE", "data-manager": "USER", "production": "SERVICE",
+                "user": "USER"}
 
 
 def _once(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

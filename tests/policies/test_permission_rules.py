@@ -41,6 +41,10 @@ def _did(scope: str, name: str, did_type: str = "DATASET", **extra: object) -> d
     ("flash-daq", "cygno-data", "LNGS/runs1", False),        # other experiment
     ("cygno-dm", "cygno-analysis", "RECO/c1", True),
     ("cygno-dm", "flash-ana", "RECO/c1", False),
+    ("cygno-prod", "cygno-analysis", "RECO/c1", True),      # production writes derived data
+    ("cygno-prod", "cygno-sim", "MC/c1", True),
+    ("cygno-prod", "cygno-data", "LNGS/runs1", False),       # never raw data
+    ("cygno-prod", "flash-ana", "RECO/c1", False),
     ("flash-admin", "flash-raw", "GS/x", True),
     ("flash-admin", "cygno-data", "LNGS/x", False),          # an admin is admin of its experiment only
     ("alice", "user.alice", "mine", True),
