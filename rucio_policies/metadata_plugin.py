@@ -15,10 +15,10 @@ from rucio.db.sqla.constants import DIDType
 from rucio.db.sqla.session import read_session, stream_session, transactional_session
 from sqlalchemy import and_, delete, exists, or_, select, true, update
 
+from rucio_policies import request, web
 from rucio_policies.messages import header_safe
 from rucio_policies.metadata_keys import MetadataValueError
 from rucio_policies.metadata_store import (
-    all_keys,
     check_did,
     column_keys,
     ensure_table,
@@ -78,7 +78,8 @@ class RunMetadataPlugin(DidMetaPlugin):
 
     @transactional_session
     def delete_metadata(self, scope: InternalScope, name: str, key: str, *, session: Session) -> None:
-        """Remove one key from a DID."""
+        """Remove one key from a DID, if the policy lets the caller (Rucio asks no permission on this route)."""
+        _check_deletion(scope, name, key, session)
         ensure_table(session)
         spec(scope, key)
         result = session.execute(delete(DID_META).where(DID_META.c.scope == scope, DID_META.c.name == name,
@@ -91,22 +92,29 @@ class RunMetadataPlugin(DidMetaPlugin):
                             .values({key: None}))
 
     def manages_key(self, key: str, *, session: Session | None = None) -> bool:
-        """Whether a key is a run-metadata key of some experiment."""
-        return key in all_keys()
+        """Every key the DID-column plugin (asked first) does not take.
+
+        Unknown keys then get this plugin's answer, naming the keys the scope has, instead of Rucio's
+        500 "no metadata plugin manages the filter key(s)".
+        """
+        return True
 
     def _condition(self, scope: InternalScope, key: str, value: Any) -> Any:
         base, _, op = key.partition(".")
         if op not in _OPERATORS:
-            raise exception.UnsupportedOperation(
+            raise exception.DIDFilterSyntaxError(
                 header_safe(f"operator {op!r} in filter {key!r} is not one of {sorted(_OPERATORS)}"))
         if base == "name":
             names = models.DataIdentifier.name
             if op not in ("", "ne"):
-                raise exception.UnsupportedOperation("name filters take = or != only")
+                raise exception.DIDFilterSyntaxError("name filters take = or != only")
             text = str(value)
             cond = names.like(like(text), escape="\\") if "*" in text else names == text
             return ~cond if op == "ne" else cond
-        key_spec = spec(scope, base)
+        try:
+            key_spec = spec(scope, base)
+        except exception.InvalidMetadata as err:
+            raise exception.DIDFilterSyntaxError(f"filter {key}: {err.args[0]}") from None
         column = DID_META.c[VALUE_COLUMNS[key_spec.type]]
         if key_spec.type == "str" and isinstance(value, str) and "*" in value and op in ("", "ne"):
             match = column.like(like(value), escape="\\")
@@ -115,7 +123,7 @@ class RunMetadataPlugin(DidMetaPlugin):
             try:
                 typed = key_spec.coerce(value)
             except MetadataValueError as err:
-                raise exception.InvalidMetadata(header_safe(f"filter {key}: {err}")) from None
+                raise exception.DIDFilterSyntaxError(header_safe(f"filter {key}: {err}")) from None
             match = _OPERATORS[op](column, typed)
         return exists().where(DID_META.c.scope == models.DataIdentifier.scope,
                               DID_META.c.name == models.DataIdentifier.name, DID_META.c.key == base, match)
@@ -153,6 +161,19 @@ class RunMetadataPlugin(DidMetaPlugin):
                 yield row.name
 
 
+def _check_deletion(scope: InternalScope, name: str, key: str, session: Session) -> None:
+    """Refuse a metadata deletion the policy does not allow to the caller of the REST request being served."""
+    issuer = request.issuer()
+    if issuer is None:
+        return  # a daemon or an in-process call: not a user's request
+    from rucio_policies.permission import decide
+
+    decision = decide(issuer, "delete_metadata", {"scope": scope, "name": name, "key": key}, session)
+    if decision is not None and not decision.allowed:
+        LOGGER.info("denied delete_metadata %s:%s %s to %s: %s", scope, name, key, issuer, decision.message)
+        request.refuse(exception.AccessDenied(decision.message), 403)
+
+
 def _releasecolumn_keys() -> None:
     """Route metadata keys that are also Rucio DID columns (run_number) to this plugin, not to DID_COLUMN."""
     original = DidColumnMeta.manages_key
@@ -169,3 +190,4 @@ def _releasecolumn_keys() -> None:
 
 
 _releasecolumn_keys()
+web.install()  # the plugin loads with Rucio's REST app: guard its error headers from the start

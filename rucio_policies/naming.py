@@ -37,10 +37,6 @@ class Rule:
         """Whether `value` breaks this rule (same semantics as JSON-schema 'pattern': re.search)."""
         return (re.search(self.pattern, value) is None) == self.must_match
 
-    def schema(self) -> dict:
-        """This rule as a JSON-schema fragment whose description names the rule."""
-        body: dict = {"pattern": self.pattern}
-        return {"description": f"rule {self.id}: {self.text}", **(body if self.must_match else {"not": body})}
 
 
 GENERIC_RULES: tuple[Rule, ...] = (

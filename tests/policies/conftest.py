@@ -6,10 +6,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rucio_policies import server_config
+from tests.policies.world import World
 
 
 def _unit_config() -> str:
@@ -49,3 +51,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "testbed" in getattr(item, "fixturenames", ()) and info is not None \
                 and not info.name2fixturedefs.get("testbed"):
             item.add_marker(pytest.mark.skip(reason="the `testbed` fixture (real Rucio server) is not available"))
+
+
+@pytest.fixture(scope="session")
+def world(testbed: Any) -> World:
+    """The testbed seen by the policy tests."""
+    return World(testbed)

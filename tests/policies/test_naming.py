@@ -122,32 +122,31 @@ def test_profile_refs_split_on_pathsep() -> None:
     assert registry().experiments[0].name == "cygno"
 
 
-# --- the schema Rucio validates with agrees with the Python rules -------------------------------------------
+# --- Rucio's schema leaves DID names to the policy (its views answer schema refusals with a 500) -------------
 NAME_CHARS = st.sampled_from(list("abcLNGSMAF019run./-_ \t\n\x00%*?#") + [".mid.gz", "run", "LNGS/", "/", ".."])
 RAW_NAMES = st.builds(lambda tag, n, d: f"{tag}/run{n:0{d}d}.mid.gz", st.sampled_from(["LNGS", "LNF", "MAN", "XX"]),
                       st.integers(0, 10**9), st.integers(1, 8))
-NAMES = st.one_of(RAW_NAMES, st.lists(NAME_CHARS, max_size=12).map("".join), st.text(max_size=30),
-                  st.text(alphabet="ab/", min_size=240, max_size=260))
+NAMES = st.one_of(RAW_NAMES, st.lists(NAME_CHARS, min_size=1, max_size=12).map("".join),
+                  st.text(min_size=1, max_size=30), st.text(alphabet="ab/", min_size=240, max_size=250))
 SCOPES = st.sampled_from(["cygno-data", "cygno-sim", "cygno-analysis", "user.alice", "other"])
 TYPES = st.sampled_from([None, "FILE", "F", "DATASET", "CONTAINER"])
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(scope=SCOPES, name=NAMES, did_type=TYPES)
-def test_rucio_schema_agrees_with_rules(scope: str, name: str, did_type: str | None) -> None:
-    from rucio.common.exception import InvalidObject
+def test_rucio_schema_leaves_names_to_the_policy(scope: str, name: str, did_type: str | None) -> None:
     from rucio.common.schema import validate_schema
 
     did = {"scope": scope, "name": name, **({"type": did_type} if did_type else {})}
-    try:
-        check_did_name(registry(), scope, name, did_type)
-        valid = True
-    except NameRuleError:
-        valid = False
-    try:
-        validate_schema("did", did)
-        schema_valid = True
-    except InvalidObject as err:
-        schema_valid = False
-        assert "rule " in str(err)  # the message names the broken rule
-    assert schema_valid == valid, (scope, name, did_type)
+    validate_schema("did", did)  # never refuses a name: the permission policy does, with a 4xx
+    validate_schema("dids", [did])
+
+
+def test_rucio_schema_still_checks_scopes_and_lengths() -> None:
+    from rucio.common.exception import InvalidObject
+    from rucio.common.schema import validate_schema
+
+    for bad in ({"scope": "Bad Scope", "name": "x"}, {"scope": "cygno-data", "name": ""},
+                {"scope": "cygno-data", "name": "a" * 251}):
+        with pytest.raises(InvalidObject):
+            validate_schema("did", bad)
