@@ -448,8 +448,9 @@ def _matches_did(who: Who, file: Mapping[str, Any], session: Session) -> Decisio
 def perm_add_replicas(who: Who, kwargs: dict[str, Any], reg: Registry, session: Session) -> Decision | None:
     """Registering replicas: writers of the file's scope, on an RSE of the experiment, with the file's checksums.
 
-    Replicas on tape come from transfers only (root and admins may register them by hand), so that a tape
-    replica in the catalogue always stands for bytes the tape endpoint received.
+    On tape, a replica of an existing file comes from a transfer only (root and admins may register one by
+    hand): a tape replica in the catalogue must stand for bytes the tape endpoint received. The DAQ and data
+    managers may still upload a new file straight to tape.
     """
     if who.is_root:
         return ALLOW
@@ -462,17 +463,18 @@ def perm_add_replicas(who: Who, kwargs: dict[str, Any], reg: Registry, session: 
                          "add-replicas", "register replicas")
     if on_rse is None or not on_rse.allowed:
         return on_rse
-    if who.role != "admin" and _tape_rse_ids([kwargs["rse_id"]], session):
-        return _deny("tape-replicas-from-transfers", f"replicas on the tape RSE {rse} come from transfers only; "
-                                                     "only root and admins register them")
     files = _request_files(kwargs)
     if files is None:
         return _deny("add-replicas", f"the files registered on {rse} cannot be checked outside a REST request")
+    on_tape = who.role != "admin" and bool(_tape_rse_ids([kwargs["rse_id"]], session))
     decisions: list[Decision | None] = [on_rse]
     for file in files:
         scope, name = _ext(file.get("scope")), str(file.get("name", ""))
-        decisions += [_name_denial(reg, scope, name, "FILE"), scope_write(who, scope, "add", reg),
-                      _matches_did(who, file, session)]
+        existing = _matches_did(who, file, session)
+        if on_tape and (existing is not None or who.role not in ("daq", "data-manager")):
+            decisions.append(_deny("tape-replicas-from-transfers", f"a replica of {scope}:{name} on the tape RSE "
+                                   f"{rse} comes from a transfer; {who.name} ({who.role}) may not register it"))
+        decisions += [_name_denial(reg, scope, name, "FILE"), scope_write(who, scope, "add", reg), existing]
     return _first_denial(decisions)
 
 
@@ -622,6 +624,16 @@ def perm_delete_metadata(who: Who, kwargs: dict[str, Any], reg: Registry, sessio
     return decision
 
 
+def perm_config(who: Who, kwargs: dict[str, Any], reg: Registry, session: Session) -> Decision | None:
+    """Rucio's configuration table: root and admins (as Rucio's generic rule, answered 403 instead of a 500)."""
+    if who.is_root or who.role == "admin":
+        return ALLOW
+    return _deny("config-admins-only", f"account {who.name} may not read or change the server configuration")
+
+
+CONFIG_ACTIONS = ("config_sections", "config_add_section", "config_has_section", "config_options", "config_has_option",
+                  "config_get", "config_items", "config_set", "config_remove_section", "config_remove_option")
+
 HANDLERS: dict[str, Callable[[Who, dict[str, Any], Registry, Session], Decision | None]] = {
     "add_did": perm_add_did,
     "add_dids": perm_add_dids,
@@ -646,6 +658,7 @@ HANDLERS: dict[str, Callable[[Who, dict[str, Any], Registry, Session], Decision 
     "add_replicas": perm_add_replicas,
     "update_replicas_states": perm_update_replicas_states,
     "get_signed_url": perm_get_signed_url,
+    **dict.fromkeys(CONFIG_ACTIONS, perm_config),
 }
 
 

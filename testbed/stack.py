@@ -341,8 +341,16 @@ class Testbed:
         from rucio.client import Client
 
         acc = self.profile.account(account)
-        token_prefix = str(self.state / "tokens") + "/.rucio_"
-        cls = type("TestbedClient", (Client,), {"TOKEN_PATH_PREFIX": token_prefix})
-        return cls(rucio_host=self.rucio_url, auth_host=self.rucio_url, account=acc.name, auth_type="userpass",
-                   creds={"username": acc.name, "password": acc.password}, ca_cert=False)
+        tokens = self.state / "tokens" / "in-process" / acc.name
+
+        class TestbedClient(Client):
+            def _get_auth_tokens(self) -> tuple[None, str, str, str]:
+                # Per account, whatever the process's rucio.cfg says: Rucio would share its auth_token_file_path
+                # between all accounts, and a client logging in again would read another account's token.
+                return (None, str(tokens / f"{self.TOKEN_EXP_PREFIX}{acc.name}"),
+                        str(tokens / f"{self.TOKEN_PREFIX}{acc.name}"), str(tokens))
+
+        return TestbedClient(rucio_host=self.rucio_url, auth_host=self.rucio_url, account=acc.name,
+                             auth_type="userpass", creds={"username": acc.name, "password": acc.password},
+                             ca_cert=False)
 

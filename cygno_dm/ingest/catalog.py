@@ -278,9 +278,3 @@ class Catalog:
         """Close a dataset."""
         self._call(f"{scope}:{dataset}", self.client.close, scope, dataset)
         log.info("%s:%s dataset closed", scope, dataset)
-
-    def file_locks(self, scope: str, dataset: str, name: str) -> list[dict[str, Any]]:
-        """Replica locks of one file of a dataset (rse, state, rule_id)."""
-        locks = self._call(f"{scope}:{dataset}", self.client.get_locks_for_dids,
-                           [{"scope": scope, "name": dataset, "type": "dataset"}])
-        return [lk for lk in locks if lk.get("name") == name and lk.get("scope") == scope]

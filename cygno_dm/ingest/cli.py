@@ -2,6 +2,7 @@
 
 `upload` exit codes (rucio-uploader's): 0 uploaded + rule created, 1 already uploaded + rule created now,
 2 upload failed, 3 rule failed, 4 client creation failed.
+`ingest run --once` exit codes: 0 no file left to work on, 3 files still wait (the last line says for what).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import click
 from cygno_dm.profile import ProfileError, load_profile
 
 log = logging.getLogger(__name__)
+
+EXIT_STILL_WAITING = 3
 
 
 def _profile(ref: str | None):
@@ -67,7 +70,8 @@ def ingest() -> None:
 @click.option("--account", default=None, help="Rucio account (default the profile's DAQ account)")
 @click.option("--profile", "profile_ref", default=None, help="experiment profile (default $CYGNO_DM_PROFILE)")
 @click.option("--journal", type=click.Path(path_type=Path), default=None, help="SQLite journal of this DAQ host")
-@click.option("--once", is_flag=True, help="stop when no file can make progress now")
+@click.option("--once", is_flag=True,
+              help="stop when no file can make progress now; exit 3 if files still wait (for the tape archive, ...)")
 @click.option("--settle", type=float, default=30.0, show_default=True, help="seconds a file must stay unchanged")
 @click.option("--stale", type=float, default=6 * 3600.0, show_default=True,
               help="seconds after which a still-truncated gzip is quarantined")
@@ -127,6 +131,12 @@ def run_cmd(watch: tuple[str, ...], rse: str | None, scope: str | None, account:
             ing.run(once=once)
     except KeyboardInterrupt:
         ing.stop.set()
+    if once:
+        from cygno_dm.ingest.status import still_waiting
+
+        waiting, line = still_waiting(pipeline.journal, keep_local)
+        click.echo(f"ingest --once: {line}")
+        sys.exit(EXIT_STILL_WAITING if waiting else 0)
 
 
 @ingest.command("status")
@@ -157,7 +167,7 @@ def status_cmd(journal: Path | None, as_json: bool, states: tuple[str, ...]) -> 
         return
     table = Table("DID", "state", "waits for", "age")
     for r in data:
-        table.add_row(r["did"], r["state"], r["waits_for"], f"{r['age_s']}s")
+        table.add_row(r["did"] or r["local_file"], r["state"], r["waits_for"], f"{r['age_s']}s")
     console = Console()
     console.print(table)
     console.print(", ".join(f"{k}: {v}" for k, v in sorted(summary(j).items())) or "no files")

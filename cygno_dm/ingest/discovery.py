@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cygno_dm.ingest.naming import FILE_RE, RunFile, RunNameError, did_for_file
+from cygno_dm.ingest.naming import RunFile, RunNameError, did_for_file
 from cygno_dm.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -38,26 +38,34 @@ class Found:
     mtime: float
 
 
-def find(profile: Profile, dirs: list[WatchDir]) -> Iterator[Found]:
-    """Every run file with a valid raw name in the watched directories (temporary/hidden names skipped)."""
+@dataclass(frozen=True)
+class Refused:
+    """A file with the run-file suffix whose name breaks the naming rule: reported, never touched."""
+
+    path: Path
+    reason: str
+    size: int
+    mtime: float
+
+
+def find(profile: Profile, dirs: list[WatchDir]) -> Iterator[Found | Refused]:
+    """Every file with the run-file suffix in the watched directories (hidden/temporary names skipped)."""
     suffix = profile.naming.raw_suffix
     for wd in dirs:
         places = [(wd.path, wd.tag)] if wd.tag else [(wd.path / t, t) for t in profile.naming.tags]
         for where, tag in places:
             try:
-                names = sorted(p for p in where.iterdir() if p.name.endswith(suffix))
+                names = sorted(p for p in where.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))
             except FileNotFoundError:
                 continue
             for p in names:
-                if p.name.startswith(".") or not FILE_RE.match(p.name):
-                    continue
                 try:
-                    run = did_for_file(profile, p, tag)
                     st = p.stat()
-                except RunNameError as err:
-                    log.warning("%s: skipped: %s", p, err)
-                    continue
+                    run = did_for_file(profile, p, tag)
                 except FileNotFoundError:
+                    continue
+                except RunNameError as err:
+                    yield Refused(p.resolve(), str(err), st.st_size, st.st_mtime)
                     continue
                 yield Found(p.resolve(), run, st.st_size, st.st_mtime)
 

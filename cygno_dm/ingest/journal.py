@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS history (
     ts REAL NOT NULL, path TEXT NOT NULL, did TEXT NOT NULL,
     from_state TEXT, to_state TEXT NOT NULL, detail TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS refused (
+    path TEXT PRIMARY KEY, reason TEXT NOT NULL, size INTEGER, mtime REAL,
+    first_seen REAL NOT NULL, updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS datasets (
     scope TEXT NOT NULL, name TEXT NOT NULL,
     rules_done INTEGER NOT NULL DEFAULT 0, closed INTEGER NOT NULL DEFAULT 0,
@@ -179,9 +183,15 @@ class Journal:
         return [dict(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        """Number of entries per state."""
+        """Number of entries per state (refused files as REFUSED)."""
         rows = self._db().execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
-        return {r[0]: r[1] for r in rows}
+        out = {r[0]: r[1] for r in rows}
+        refused = self._db().execute("SELECT COUNT(*) FROM refused").fetchone()[0]
+        return {**out, State.REFUSED.value: refused} if refused else out
+
+    def refused(self) -> list[dict[str, Any]]:
+        """Files the uploader will not touch (their name breaks the naming rule), by path."""
+        return [dict(r) for r in self._db().execute("SELECT * FROM refused ORDER BY path").fetchall()]
 
     # -- writes --------------------------------------------------------------------------------
     def add(self, entry: Entry) -> Entry:
@@ -249,6 +259,31 @@ class Journal:
             db.execute("INSERT INTO history (ts, path, did, from_state, to_state, detail) VALUES (?,?,?,?,?,?)",
                        (now, entry.path, entry.did, entry.state.value, State.QUARANTINED.value, reason))
         log.error("%s QUARANTINED %s: %s", entry.did, entry.path, reason)
+
+    def refuse(self, path: str, reason: str, size: int, mtime: float) -> bool:
+        """Record a file that is reported and left alone; True when it is new here or its reason changed."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT reason FROM refused WHERE path = ?", (path,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO refused (path, reason, size, mtime, first_seen, updated) VALUES (?,?,?,?,?,?)",
+                           (path, reason, size, mtime, now, now))
+            else:
+                db.execute("UPDATE refused SET reason = ?, size = ?, mtime = ?, updated = ? WHERE path = ?",
+                           (reason, size, mtime, now, path))
+        return row is None or row[0] != reason
+
+    def forget_refused(self, still_there: set[str]) -> None:
+        """Drop refused files that are gone (a human renamed or removed them)."""
+        with self._tx() as db:
+            for (path,) in db.execute("SELECT path FROM refused").fetchall():
+                if path not in still_there:
+                    db.execute("DELETE FROM refused WHERE path = ?", (path,))
+
+    def reopen(self, entry: Entry, detail: str) -> Entry:
+        """Start a finished entry over: a new file appeared at its path (e.g. a re-used run number)."""
+        return self.advance(entry, State.SEEN, detail, size=None, mtime=None, adler32=None, md5=None, crc32c=None,
+                            rse=None, pfn=None, meta={}, uploaded_bytes=0)
 
     def rewind(self, entry: Entry, to: State, detail: str) -> Entry:
         """Move an entry back to an earlier state after reconciliation found a later step undone."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from cygno_dm.profile import Profile
-
-FILE_RE = re.compile(r"^run(?P<run>[0-9]+)(?P<suffix>\..+)$")
 
 
 class RunNameError(ValueError):
@@ -30,10 +27,14 @@ class RunFile:
 
 
 def parse_did_name(profile: Profile, name: str) -> RunFile:
-    """Validate a raw DID name against the profile and return its parts."""
+    """Validate a raw DID name against the profile (the policy package's rule) and return its parts."""
+    from rucio_policies.experiments import Experiment
+    from rucio_policies.naming import raw_file_rule
+
     m = profile.naming.raw_name_re.fullmatch(name)
     if not m:
-        raise RunNameError(f"DID name {name!r} breaks the raw naming rule {profile.naming.raw_name_re.pattern}")
+        rule = raw_file_rule(Experiment(profile))
+        raise RunNameError(f"DID name {name!r} breaks rule {rule.id}: {rule.text}")
     return RunFile(m["tag"], int(m["run"]), name)
 
 

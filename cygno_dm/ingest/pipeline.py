@@ -288,8 +288,8 @@ class Pipeline:
 
     def check_safe(self, e: Entry) -> Entry:
         """ATTACHED → SAFE: tape copy archived and one disk replica's bytes verified."""
-        assert e.adler32
-        verdict = self.safety.check(e.scope, e.name, e.dataset, e.adler32)
+        assert e.adler32 and e.size is not None
+        verdict = self.safety.check(e.scope, e.name, e.size, e.adler32)
         if not verdict.safe:
             raise Wait(verdict.reason, self.cfg.safety_poll)
         return self.journal.advance(e, State.SAFE, verdict.reason)

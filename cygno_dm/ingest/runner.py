@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cygno_dm.ingest import metrics
-from cygno_dm.ingest.discovery import find
+from cygno_dm.ingest.discovery import Refused, find
 from cygno_dm.ingest.journal import Entry, JournalError
 from cygno_dm.ingest.locks import FileLock
 from cygno_dm.ingest.naming import dataset_name
@@ -29,11 +29,27 @@ class Ingestor:
         self.stop = threading.Event()
 
     def discover(self) -> int:
-        """Journal every new run file in the watched directories; return how many were new."""
+        """Journal every new run file in the watched directories; return how many were new.
+
+        A file whose name breaks the naming rule is reported (log, `ingest status`) and left in place; a new
+        file at the path of a run already ingested and deleted (a re-used run number) is taken up again, and
+        quarantined if its content differs from the registered run.
+        """
         new = 0
+        refused: set[str] = set()
         for found in find(self.p.profile, self.cfg.watch):
             path = str(found.path)
-            if self.journal.get(path) is not None:
+            if isinstance(found, Refused):
+                refused.add(path)
+                if self.journal.refuse(path, found.reason, found.size, found.mtime):
+                    log.error("%s refused, left in place: %s", path, found.reason)
+                continue
+            known = self.journal.get(path)
+            if known is not None and known.state == State.DELETED:
+                self.journal.reopen(known, "a new file appeared at the path of a deleted run")
+                log.warning("%s: a new file at %s, whose run was ingested and deleted: checking it", known.did, path)
+                new += 1
+            if known is not None:
                 continue
             entry = Entry(path=path, scope=self.cfg.scope, name=found.run.name,
                           dataset=dataset_name(self.p.profile, found.run), run=found.run.run, state=State.SEEN)
@@ -45,6 +61,7 @@ class Ingestor:
                 entry.state = State.QUARANTINED
                 self.journal.add(entry)
                 self.p.quarantine(entry, f"same name as another local file: {err}")
+        self.journal.forget_refused(refused)
         return new
 
     def _work(self, entry: Entry, reconcile: bool = False) -> int:
@@ -58,10 +75,11 @@ class Ingestor:
                 return 0
             if reconcile:
                 try:
-                    fresh = self.p.reconcile(fresh)
+                    self.p.reconcile(fresh)
                 except TRANSIENT as err:
                     log.warning("%s: cannot reconcile now: %s", fresh.did, err)
-                    return 0
+                except Exception:  # one broken entry must not stop the daemon: its steps retry later
+                    log.exception("%s: reconciliation failed; its next step will check again", fresh.did)
                 return 0
             if fresh.next_try > time.time():
                 return 0

@@ -6,8 +6,9 @@ import logging
 from dataclasses import dataclass
 
 from cygno_dm.ingest.catalog import Catalog, Replica
+from cygno_dm.ingest.storage import StorageError, StorageUnavailable
 from cygno_dm.ingest.stores import Stores, tls_verify
-from cygno_dm.ingest.tape import ARCHIVED, TapeRest
+from cygno_dm.ingest.tape import ARCHIVED, TapeRest, TapeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +31,46 @@ class SafetyCheck:
         self.stores = stores
         self.tape = tape or TapeRest(verify=tls_verify())
 
-    def tape_archived(self, scope: str, name: str, dataset: str, replicas: list[Replica]) -> tuple[str | None, str]:
-        """(tape RSE holding an archived copy or None, why not)."""
+    def tape_archived(self, scope: str, name: str, size: int, adler32: str,
+                      replicas: list[Replica]) -> tuple[str | None, str]:
+        """(tape RSE whose endpoint holds this file on tape, with this size and adler32; or None, why not).
+
+        The catalogue only says where to ask: a tape replica or an OK lock in Rucio can be registered without
+        bytes, so the tape endpoint itself must confirm the archive (Tape REST archiveinfo) and the copy.
+        """
         tapes = [r for r in replicas if self.catalog.is_tape(r.rse)]
         if not tapes:
             return None, "no replica on a tape RSE yet"
         why = []
-        locks = None
         for rep in tapes:
             if rep.state != "AVAILABLE":
                 why.append(f"tape replica on {rep.rse} is {rep.state}")
                 continue
-            if self.catalog.rse_attributes(rep.rse).get("archive_timeout"):
-                if locks is None:
-                    locks = self.catalog.file_locks(scope, dataset, name)
-                if any(lk["rse"] == rep.rse and lk["state"] == "OK" for lk in locks):
-                    return rep.rse, ""
-            if rep.pfn:
-                try:
-                    loc = self.tape.locality(rep.pfn)
-                except Exception as err:  # endpoint down: not safe, say why
-                    why.append(f"archive state on {rep.rse} unknown: {err}")
-                    continue
-                if loc in ARCHIVED:
-                    return rep.rse, ""
-                why.append(f"tape replica on {rep.rse} has locality {loc}, not yet on tape")
-            else:
-                why.append(f"no PFN for the tape replica on {rep.rse} and no archive-monitored OK lock")
+            pfn = self.catalog.pfn(rep.rse, scope, name, operation="read")  # the policy's path, not the replica's
+            try:
+                problem = self._tape_copy_problem(rep.rse, pfn, size, adler32)
+            except (TapeUnavailable, StorageError, StorageUnavailable) as err:
+                why.append(f"archive on {rep.rse} cannot be confirmed: {err}")
+                continue
+            if problem is None:
+                return rep.rse, ""
+            log.warning("%s:%s tape replica on %s not confirmed by the endpoint: %s", scope, name, rep.rse, problem)
+            why.append(f"tape replica on {rep.rse}: {problem}")
         return None, "; ".join(why)
+
+    def _tape_copy_problem(self, rse: str, pfn: str, size: int, adler32: str) -> str | None:
+        """None when the endpoint has the file on tape with this size and adler32, else what is wrong."""
+        locality = self.tape.locality(pfn)
+        if locality not in ARCHIVED:
+            return f"the tape endpoint reports {locality} for {pfn}, not on tape"
+        store = self.stores.for_pfn(rse, pfn)
+        stored = store.stat(pfn)
+        if stored is None or stored.size != size:
+            return f"the tape endpoint has {stored and stored.size} bytes at {pfn}, expected {size}"
+        theirs = store.adler32(pfn)
+        if theirs != adler32:
+            return f"the tape endpoint has adler32 {theirs} at {pfn}, expected {adler32}"
+        return None
 
     def disk_verified(self, scope: str, name: str, adler32: str, replicas: list[Replica]) -> tuple[str | None, str]:
         """(disk RSE whose stored bytes have this adler32 or None, why not)."""
@@ -79,10 +92,10 @@ class SafetyCheck:
             why.append(f"disk replica on {rep.rse} has adler32 {theirs} != {adler32}")
         return None, "; ".join(why) or "no disk replica"
 
-    def check(self, scope: str, name: str, dataset: str, adler32: str) -> Verdict:
+    def check(self, scope: str, name: str, size: int, adler32: str) -> Verdict:
         """Apply the rule to one file."""
         replicas = self.catalog.replicas(scope, name)
-        tape, why_tape = self.tape_archived(scope, name, dataset, replicas)
+        tape, why_tape = self.tape_archived(scope, name, size, adler32, replicas)
         if tape is None:
             return Verdict(False, f"waiting for tape archive: {why_tape}")
         disk, why_disk = self.disk_verified(scope, name, adler32, replicas)

@@ -17,6 +17,7 @@ class State(StrEnum):
     SAFE = "SAFE"  # tape copy archived and a disk replica verified: the local file may go
     DELETED = "DELETED"  # local file removed (terminal)
     QUARANTINED = "QUARANTINED"  # corrupt, or same name with other content: never uploaded/registered (terminal)
+    REFUSED = "REFUSED"  # its name breaks the naming rule: reported, left in place, never touched
 
 
 ORDER = [State.SEEN, State.SCANNED, State.UPLOADED, State.REGISTERED, State.DESCRIBED, State.ATTACHED,
@@ -33,6 +34,7 @@ WAITS_FOR = {
     State.SAFE: "local deletion",
     State.DELETED: "nothing: done",
     State.QUARANTINED: "a human: see the reason",
+    State.REFUSED: "a human: rename the file (see the rule it breaks)",
 }
 
 

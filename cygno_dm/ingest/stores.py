@@ -38,9 +38,12 @@ def ca_bundle(verify: bool | str) -> bool | str:
     digest = hashlib.sha256("".join(pems).encode()).hexdigest()[:16]
     bundle = Path(tempfile.gettempdir()) / f"cygno-dm-ca-{digest}.pem"
     if not bundle.exists():
-        tmp = bundle.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text("\n".join(pems))
-        tmp.replace(bundle)
+        # A temporary name of its own per call: threads and processes may race here, each renames a whole file.
+        fd, tmp = tempfile.mkstemp(prefix=f"{bundle.name}.", suffix=".tmp", dir=bundle.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(pems))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, bundle)
     return str(bundle)
 
 

@@ -64,7 +64,7 @@ def test_exit_codes(testbed, tmp_path):
     assert clashed.returncode == 2 and "different content" in clashed.stderr
     args = _args(good, BASE + 0, journal, transfer)
     bad_name = _upload(tb, [*args[:4], "run1.mid.gz", *args[5:]])
-    assert bad_name.returncode == 2 and "naming rule" in bad_name.stderr
+    assert bad_name.returncode == 2 and "breaks rule raw-file-name" in bad_name.stderr
 
     cfg = configparser.RawConfigParser()
     cfg.read(tb.client_cfg(DAQ))

@@ -35,7 +35,7 @@ def test_period_that_is_not_a_power_of_ten_uses_a_range():
 
 def test_bad_names_are_refused_with_the_rule():
     for bad in ("LNGS/run12.mid.gz", "XYZ/run12345.mid.gz", "LNGS/run12345.mid", "run12345.mid.gz"):
-        with pytest.raises(RunNameError, match="raw naming rule"):
+        with pytest.raises(RunNameError, match="breaks rule raw-file-name: files in raw scopes of cygno are"):
             parse_did_name(PROFILE, bad)
 
 

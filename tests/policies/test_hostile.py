@@ -79,8 +79,14 @@ def test_tape_replicas_come_only_from_transfers(world: World) -> None:
         assert resp.status_code == 403, resp.text
         assert world.replicas(world.raw, f) == {world.disk: "AVAILABLE"}
     _refused(_add_replica(world, "daq", tape, world.raw, f), "tape-replicas-from-transfers")
+    _refused(_add_replica(world, "data-manager", tape, world.raw, f), "tape-replicas-from-transfers")
     _ok(_add_replica(world, "root", tape, world.raw, f))  # root may, for a recovery by hand
     assert world.replicas(world.raw, f)[tape] == "AVAILABLE"
+    mine = f"tape/{uuid.uuid4().hex}.h5"
+    _refused(_add_replica(world, "user", tape, world.user_scope, mine), "tape-replicas-from-transfers")
+    new = world.raw_name()
+    _ok(_add_replica(world, "daq", tape, world.raw, new, state="C"))  # a new run uploaded straight to tape
+    assert world.replicas(world.raw, new) == {tape: "COPYING"}
 
 
 def test_a_replica_must_carry_its_files_size_and_checksum(world: World) -> None:

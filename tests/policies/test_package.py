@@ -113,3 +113,24 @@ def test_rucio_fts3_transfertool_loads_the_tape_plugin() -> None:
     tool = FTS3Transfertool(external_host="http://127.0.0.1:1")
     hints = [p.hints({"scope": "cygno-data", "name": "MAN/run00042.mid.gz"}) for p in tool.tape_metadata_plugins]
     assert hints == [{"archive_metadata": {"collocation_hints": {"0": "cygno", "1": "raw", "2": "MAN/run00000-00099"}}}]
+
+
+def test_permission_matrix_lists_every_action() -> None:
+    """docs/permissions.md names every action of Rucio's generic permission table and of this policy."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from rucio.core.permission import generic
+
+    from rucio_policies.permission import HANDLERS
+
+    table = set(re.findall(r"'([a-z_0-9]+)': perm_", inspect.getsource(generic.has_permission)))
+    assert len(table) > 80  # the table was found
+    doc = (Path(__file__).parents[2] / "docs" / "permissions.md").read_text()
+    named = set(re.findall(r"`([a-z_0-9]+)`", doc))
+    named |= {f"config_{m}" for m in ("sections", "add_section", "has_section", "options", "has_option", "get",
+                                      "items", "set", "remove_section", "remove_option")} if "`config_*`" in doc \
+        else set()
+    assert sorted(table - named) == []
+    assert sorted(set(HANDLERS) - named) == []

@@ -60,10 +60,19 @@ class World:
         self.disk = tb.rses[0]
         self.clients = {role: tb.client(name) for role, name in self.accounts.items()}
         self.root = _RetryLocked(self.clients["root"])
-        self.statuses: list[int] = []  # HTTP statuses the clients got, newest last
+        self.statuses: list[int] = []  # final HTTP status of each client request, newest last
         for client in self.clients.values():
-            client.session.hooks["response"].append(lambda r, *_, **__: self.statuses.append(r.status_code))
+            self._record_statuses(client)
         self._setup()
+
+    def _record_statuses(self, client: Any) -> None:
+        send = client._send_request  # after its own retries (a 401 makes the client log in again and retry)
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            result = send(*args, **kwargs)
+            self.statuses.append(result.status_code)
+            return result
+        client._send_request = recorded
 
     def _setup(self) -> None:
         for scope, owner in [*((s, "root") for s in self.tb.profile.scopes.all),
