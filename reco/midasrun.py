@@ -51,6 +51,7 @@ class Record:
     banks: list[Bank]
     frame: np.ndarray | None
     frame_index: int  # -1 when the event has no camera bank
+    frame_bank: Bank | None = None
 
 
 @dataclass
@@ -278,7 +279,7 @@ class MidasRun:
             if len(cams) > 1:
                 raise RecoInputError(f"{self.path}: {ev.describe()} has {len(cams)} {cams[0].name} banks")
             frame = self._frame(ev, cams[0]) if cams else None
-            yield Record(ev, banks, frame, n if frame is not None else -1)
+            yield Record(ev, banks, frame, n if frame is not None else -1, cams[0] if cams else None)
             n += frame is not None
 
     def records(self, max_frames: int | None = None) -> Iterator[Record]:

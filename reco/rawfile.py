@@ -34,10 +34,17 @@ def frame_filter() -> Mapping[str, Any]:
 
 
 class RawRunWriter:
-    """Appends frames (and optional PMT waveforms) to a raw run file being written; `finish` sets its attributes."""
+    """Appends frames to a raw run file being written; `finish` sets its attributes."""
 
-    def __init__(self, file: h5py.File, shape: tuple[int, int], dtype: np.dtype | type = np.uint16) -> None:
+    def __init__(
+        self,
+        file: h5py.File,
+        shape: tuple[int, int],
+        dtype: np.dtype | type = np.uint16,
+        name: Path | None = None,
+    ) -> None:
         self.file = file
+        self.name = name or Path(file.filename)  # named in errors (the final path, not the temporary one)
         self.shape = (int(shape[0]), int(shape[1]))
         self.frames = file.create_dataset(
             "frames",
@@ -47,35 +54,16 @@ class RawRunWriter:
             chunks=(1, *self.shape),
             **frame_filter(),
         )
-        self.pmt: h5py.Dataset | None = None
         self.n = 0
 
-    def append(self, frame: np.ndarray, pmt: np.ndarray | None = None) -> None:
-        """Add one frame (and its PMT waveforms [channels, samples], if the run has them)."""
+    def append(self, frame: np.ndarray) -> None:
+        """Add one frame."""
         if frame.shape != self.shape:
             raise RecoInputError(
-                f"{self.file.filename}: frame {self.n} has shape {frame.shape}, expected {self.shape}"
+                f"{self.name}: frame {self.n} has shape {frame.shape}, expected {self.shape}"
             )
         self.frames.resize(self.n + 1, axis=0)
         self.frames[self.n] = frame
-        if pmt is not None:
-            if self.pmt is None:
-                if self.n:
-                    raise RecoInputError(
-                        f"{self.file.filename}: frame {self.n} has PMT waveforms, frame 0 had none"
-                    )
-                self.pmt = self.file.create_dataset(
-                    "pmt", shape=(0, *pmt.shape), maxshape=(None, *pmt.shape), dtype=pmt.dtype,
-                    chunks=(1, *pmt.shape), compression="gzip",
-                )  # fmt: skip
-            if pmt.shape != self.pmt.shape[1:]:
-                raise RecoInputError(
-                    f"{self.file.filename}: frame {self.n} has PMT waveforms {pmt.shape}, expected {self.pmt.shape[1:]}"
-                )
-            self.pmt.resize(self.n + 1, axis=0)
-            self.pmt[self.n] = pmt
-        elif self.pmt is not None:
-            raise RecoInputError(f"{self.file.filename}: frame {self.n} has no PMT waveforms, frame 0 had")
         self.n += 1
 
     def finish(
@@ -121,7 +109,7 @@ def write_raw_run(
     """Write a raw run file (one compressed chunk per frame), atomically."""
     path = Path(path)
     with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
-        writer = RawRunWriter(f, shape, dtype)
+        writer = RawRunWriter(f, shape, dtype, path)
         for frame in frames:
             writer.append(frame)
         n = writer.n

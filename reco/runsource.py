@@ -6,12 +6,13 @@ import contextlib
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import numpy as np
 
+from reco.errors import RecoInputError
 from reco.midas import BZ2_MAGIC, GZIP_MAGIC, LZ4_MAGIC, MIDAS_SUFFIXES
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -66,6 +67,20 @@ def open_run(path: str | Path, shape: tuple[int, int] | None = None) -> FrameSou
     if is_midas(path):
         return MidasRun(path, shape=shape)
     return RawRun(path)
+
+
+RUN_FORMATS = {"hdf5": ".h5", "midas": ".mid.gz"}
+
+
+def run_writer(fmt: str) -> tuple[str, Callable[..., Path]]:
+    """(file suffix, writer) of a raw run format: hdf5 (reco.rawfile) or midas (.mid.gz)."""
+    from reco.midasrun import write_midas_run
+    from reco.rawfile import write_raw_run
+
+    writers = {"hdf5": write_raw_run, "midas": write_midas_run}
+    if fmt not in writers:
+        raise RecoInputError(f"unknown run file format {fmt!r}; expected one of {sorted(writers)}")
+    return RUN_FORMATS[fmt], writers[fmt]
 
 
 def run_stem(path: str | Path) -> str:
