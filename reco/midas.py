@@ -16,6 +16,7 @@ from __future__ import annotations
 import bz2
 import json
 import logging
+import os
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -98,6 +99,7 @@ DTYPE_TIDS = {
 MAX_EVENT_SIZE = 1 << 30  # an event header announcing more is corrupt (an ORCA-Quest frame is 19 MB)
 GZIP_MAGIC, LZ4_MAGIC, BZ2_MAGIC = b"\x1f\x8b", b"\x04\x22\x4d\x18", b"BZh"
 MIDAS_SUFFIXES = (".mid", ".mid.gz", ".mid.lz4", ".mid.bz2")
+GZIP_ENV = "CYGNO_DM_GZIP"  # gzip library: isal (default), zlib-ng, rapidgzip[:threads], gzip
 
 
 def align8(n: int) -> int:
@@ -362,7 +364,9 @@ def _open_gzip(path: Path, backend: str) -> IO[bytes]:
 
         threads = int(backend.partition(":")[2] or 0)
         return rapidgzip.open(str(path), parallelization=threads)
-    raise ValueError(f"unknown gzip backend {backend!r} (isal, gzip, zlib-ng, rapidgzip[:threads])")
+    raise RecoInputError(
+        f"unknown gzip library {backend!r} ({GZIP_ENV}): isal, zlib-ng, rapidgzip[:threads] or gzip"
+    )
 
 
 # errors a decompressor raises on a truncated or corrupt stream
@@ -378,8 +382,9 @@ _STREAM_ERRORS: tuple[type[BaseException], ...] = (
 class MidasFile:
     """Streams the events of a MIDAS file, decompressing as it goes (gzip via ISA-L, lz4, bz2 or plain)."""
 
-    def __init__(self, path: str | Path, gzip_backend: str = "isal") -> None:
+    def __init__(self, path: str | Path, gzip_backend: str | None = None) -> None:
         self.path = Path(path)
+        gzip_backend = gzip_backend or os.environ.get(GZIP_ENV) or "isal"
         if not self.path.exists():
             raise RecoInputError(f"{self.path}: MIDAS file not found")
         try:

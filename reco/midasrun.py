@@ -147,7 +147,7 @@ class MidasRun:
         path: str | Path,
         shape: tuple[int, int] | None = None,
         camera_bank: str | None = None,
-        gzip_backend: str = "isal",
+        gzip_backend: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.gzip_backend = gzip_backend

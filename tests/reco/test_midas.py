@@ -608,3 +608,22 @@ def test_cli_bad_midas_input_is_one_line(tmp_path: Path, sims: dict[str, SimOutp
     r = cli.invoke(reco, ["run", str(bad), "--pedestal", str(ped), "--shape", "64by96"])
     assert r.exit_code == 2 and "ROWSxCOLS" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run01001.mid.gz"]
+
+
+def test_every_gzip_library_reads_the_same_frames(
+    sims: dict[str, SimOutput], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    ref = [f.copy() for f in MidasRun(sims["midas"].run).frames()]
+    backends = ["gzip", "isal"] + [b for b, mod in (("zlib-ng", "zlib_ng"), ("rapidgzip:2", "rapidgzip"))
+                                   if importlib.util.find_spec(mod)]  # fmt: skip
+    for backend in backends:
+        monkeypatch.setenv("CYGNO_DM_GZIP", backend)
+        got = list(MidasRun(sims["midas"].run).frames())
+        assert len(got) == len(ref) and all(np.array_equal(a, b) for a, b in zip(got, ref, strict=True)), (
+            backend
+        )
+    monkeypatch.setenv("CYGNO_DM_GZIP", "pigz")
+    with pytest.raises(RecoInputError, match="unknown gzip library 'pigz' \\(CYGNO_DM_GZIP\\)"):
+        MidasRun(sims["midas"].run)
