@@ -627,3 +627,47 @@ def test_every_gzip_library_reads_the_same_frames(
     monkeypatch.setenv("CYGNO_DM_GZIP", "pigz")
     with pytest.raises(RecoInputError, match="unknown gzip library 'pigz' \\(CYGNO_DM_GZIP\\)"):
         MidasRun(sims["midas"].run)
+
+
+def test_bad_frame_in_the_middle_of_a_run(sims: dict[str, SimOutput], ped: Path, tmp_path: Path) -> None:
+    frames = list(MidasRun(sims["midas"].run).frames())
+    path = tmp_path / "run01001.mid.lz4"
+    odb = run_odb(1001, (64, 96), "SIM-CAM", "physics", 0.152, None)
+    with CompressedSink(path) as sink:
+        w = MidasWriter(sink, 1001, odb)
+        for i, f in enumerate(frames):
+            w.write_event([("CAM0", f if i != 4 else f.reshape(-1)[:-96])])
+        w.finish(odb)
+    with pytest.raises(
+        RecoInputError, match=r"run01001\.mid\.lz4: event 5 \(serial 4\) bank CAM0: 12096 bytes do not fit"
+    ):
+        reconstruct_run(path, ped, tmp_path / "out.h5", workers=2)
+    _no_output(tmp_path)
+    # the frames before it are fine
+    assert reconstruct_run(path, ped, tmp_path / "out.h5", max_frames=4).n_events == 4
+
+
+def test_corrupt_gzip_data(sims: dict[str, SimOutput], ped: Path, tmp_path: Path) -> None:
+    data = bytearray(sims["midas"].run.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 64] = bytes(64)  # scribble over compressed data
+    bad = tmp_path / "run01001.mid.gz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(
+        RecoInputError, match=r"run01001\.mid\.gz: event \d+ .*(corrupt gzip stream|bank|truncated)"
+    ):
+        reconstruct_run(bad, ped, tmp_path / "out.h5")
+    _no_output(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".mid", ".mid.lz4", ".mid.bz2"])
+def test_reco_of_other_compressions(
+    sims: dict[str, SimOutput], ped: Path, tmp_path: Path, suffix: str
+) -> None:
+    with RawRun(sims["hdf5"].run) as raw:
+        src = write_midas_run(
+            tmp_path / f"run01001{suffix}", raw.frames(), run=1001, shape=raw.shape, camera=raw.camera
+        )
+    out = reconstruct_run(src, ped, tmp_path / "out.h5")
+    ref = reconstruct_run(sims["hdf5"].run, ped, tmp_path / "ref.h5")
+    assert read_table(out.output, "pixels").equals(read_table(ref.output, "pixels")) and out.n_events == 6
