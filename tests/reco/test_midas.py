@@ -671,3 +671,23 @@ def test_reco_of_other_compressions(
     out = reconstruct_run(src, ped, tmp_path / "out.h5")
     ref = reconstruct_run(sims["hdf5"].run, ped, tmp_path / "ref.h5")
     assert read_table(out.output, "pixels").equals(read_table(ref.output, "pixels")) and out.n_events == 6
+
+
+def test_undecodable_digitizer_banks_are_kept_raw(tmp_path: Path) -> None:
+    path = tmp_path / "run00040.mid.gz"
+    odb = run_odb(40, (32, 32), "SIM-CAM", "physics", 0.152, None)
+    board = DigitizerBoard(1742, 10, 2, 1, 12, 750, np.zeros(2), np.array([0]), np.array([0]),
+                           np.ones((1, 2, 10), np.uint16))  # fmt: skip
+    dgh, dig = encode_digitizers([board])
+    with CompressedSink(path) as sink:
+        w = MidasWriter(sink, 40, odb)
+        for i in range(3):
+            head = dgh if i != 1 else dgh[:-3]  # event 2: header cut short
+            w.write_event([("CAM0", np.full((32, 32), i, np.uint16)), ("DGH0", head), ("DIG0", dig)])
+        w.finish(odb)
+    out = convert_midas(path, tmp_path / "run00040.h5")
+    with h5py.File(out) as f:
+        assert "pmt" not in f and f["frames"].shape == (3, 32, 32)
+        assert "event 2 (serial 1) DGH0/DIG0: header ends inside" in f["digitizers"].attrs["not_decoded"]
+        assert f["midas/banks/DGH0/offsets"][()].tolist() == [0, len(dgh), 2 * len(dgh) - 3, 3 * len(dgh) - 3]
+        assert np.array_equal(f["midas/banks/DIG0/data"][()], np.tile(dig, 3))
