@@ -146,6 +146,34 @@ def show(output: Path, event: int, png: Path | None, raw: Path | None, pedestal:
 @click.option("--run", "run_number", default=1001, show_default=True, type=click.IntRange(2))
 @click.option("--empty-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--mean-objects", default=3.0, show_default=True, type=click.FloatRange(0))
+@click.option(
+    "--preset",
+    type=click.Choice(["lime", "easy"]),
+    default="lime",
+    show_default=True,
+    help="lime: 55Fe spots, curved electron recoils, nuclear recoils, sCMOS noise; easy: the first set.",
+)
+@click.option(
+    "--brightness",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Scale the light yield (photons per keV).",
+)
+@click.option(
+    "--diffusion",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Scale the diffusion sigma.",
+)
+@click.option(
+    "--curvature",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Scale the electron recoils' multiple scattering (0: straight).",
+)
 @click.option("--progress/--no-progress", default=True)
 def simulate(
     outdir: Path,
@@ -156,6 +184,10 @@ def simulate(
     run_number: int,
     empty_fraction: float,
     mean_objects: float,
+    preset: str,
+    brightness: float,
+    diffusion: float,
+    curvature: float,
     progress: bool,
 ) -> None:
     """Write a synthetic pedestal run, physics run and truth file."""
@@ -163,7 +195,8 @@ def simulate(
     from reco.simulate import simulate as run_simulation
 
     with _errors():
-        cfg = SimConfig(
+        cfg = SimConfig.preset(
+            preset,
             height=shape[0],
             width=shape[1],
             n_frames=frames,
@@ -172,7 +205,7 @@ def simulate(
             run=run_number,
             empty_fraction=empty_fraction,
             mean_objects=mean_objects,
-        )
+        ).scaled(brightness, diffusion, curvature)
         with _progress("simulate", progress) as (total, advance):
             total(frames + pedestal_frames)
             out = run_simulation(outdir, cfg, advance)

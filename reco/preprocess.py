@@ -11,17 +11,39 @@ log = logging.getLogger(__name__)
 
 
 @nb.njit(cache=True, nogil=True)
-def zero_suppress(raw: np.ndarray, mean: np.ndarray, thr: np.ndarray, cimax: int, zs: np.ndarray) -> int:
-    """Fill `zs` with raw-mean where raw < cimax and raw-mean > thr, else 0; return the sum of raw."""
+def zero_suppress(
+    raw: np.ndarray,
+    mean: np.ndarray,
+    thr: np.ndarray,
+    cimax: int,
+    zs: np.ndarray,
+    clip_ratio: float,
+    row_sum: np.ndarray,
+    row_n: np.ndarray,
+) -> int:
+    """Fill `zs` with raw-mean where raw < cimax and raw-mean > thr, else 0; return the sum of raw.
+
+    Also fills, per row, the sum and number of the values v = raw-mean with |v| <= clip_ratio * thr
+    (the noise-dominated pixels from which the row's common offset is estimated).
+    """
     height, width = raw.shape
     total = 0
     zero = np.float32(0.0)
+    ratio = np.float32(clip_ratio)
     for i in range(height):
+        s = 0.0
+        n = 0
         for j in range(width):
             r = raw[i, j]
             total += r
             v = np.float32(r) - mean[i, j]
-            zs[i, j] = v if (r < cimax) & (v > thr[i, j]) else zero
+            t = thr[i, j]
+            zs[i, j] = v if (r < cimax) & (v > t) else zero
+            if abs(v) <= t * ratio:
+                s += v
+                n += 1
+        row_sum[i] = s
+        row_n[i] = n
     return total
 
 
