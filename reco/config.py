@@ -24,11 +24,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "macro_threshold",
         "spark_veto",
         "spark_threshold",
-        "row_clip",
-        "noisy_factor",
     ),
     "clustering": ("eps", "min_samples", "eps_tail", "min_samples_tail", "cluster_cut_min"),
-    "features": ("light_ring",),
+    "features": ("light_ring", "row_clip", "noisy_factor"),
     "directional": (
         "directional",
         "dir_radius",
