@@ -151,7 +151,17 @@ def test_usage_errors_exit_two(chain: dict[str, Path]) -> None:
 def test_simulate_presets_and_scales(tmp_path: Path) -> None:
     import h5py
 
-    args = ["simulate", str(tmp_path), "--frames", "2", "--pedestal-frames", "2", "--shape", "64x64", "--no-progress"]
+    args = [
+        "simulate",
+        str(tmp_path),
+        "--frames",
+        "2",
+        "--pedestal-frames",
+        "2",
+        "--shape",
+        "64x64",
+        "--no-progress",
+    ]
     r = CliRunner().invoke(reco, [*args, "--preset", "easy", "--brightness", "2", "--diffusion", "0.5"])
     assert r.exit_code == 0, r.output
     with h5py.File(tmp_path / "run01001_truth.h5") as f:
