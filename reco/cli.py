@@ -177,6 +177,34 @@ def show(output: Path, event: int, png: Path | None, raw: Path | None, pedestal:
     show_default=True,
     help="Raw run files: HDF5 raw (run<N>.h5) or MIDAS (run<N>.mid.gz, as the DAQ writes them).",
 )
+@click.option(
+    "--preset",
+    type=click.Choice(["lime", "easy"]),
+    default="lime",
+    show_default=True,
+    help="lime: 55Fe spots, curved electron recoils, nuclear recoils, sCMOS noise; easy: the first set.",
+)
+@click.option(
+    "--brightness",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Scale the light yield (photons per keV).",
+)
+@click.option(
+    "--diffusion",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Scale the diffusion sigma.",
+)
+@click.option(
+    "--curvature",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Scale the electron recoils' multiple scattering (0: straight).",
+)
 @click.option("--progress/--no-progress", default=True)
 def simulate(
     outdir: Path,
@@ -188,6 +216,10 @@ def simulate(
     empty_fraction: float,
     mean_objects: float,
     fmt: str,
+    preset: str,
+    brightness: float,
+    diffusion: float,
+    curvature: float,
     progress: bool,
 ) -> None:
     """Write a synthetic pedestal run, physics run and truth file."""
@@ -195,7 +227,8 @@ def simulate(
     from reco.simulate import simulate as run_simulation
 
     with _errors():
-        cfg = SimConfig(
+        cfg = SimConfig.preset(
+            preset,
             height=shape[0],
             width=shape[1],
             n_frames=frames,
@@ -204,7 +237,7 @@ def simulate(
             run=run_number,
             empty_fraction=empty_fraction,
             mean_objects=mean_objects,
-        )
+        ).scaled(brightness, diffusion, curvature)
         with _progress("simulate", progress) as (total, advance):
             total(frames + pedestal_frames)
             out = run_simulation(outdir, cfg, advance, fmt)

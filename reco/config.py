@@ -25,7 +25,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "spark_veto",
         "spark_threshold",
     ),
-    "clustering": ("eps", "min_samples", "cluster_cut_min"),
+    "clustering": ("eps", "min_samples", "eps_tail", "min_samples_tail", "cluster_cut_min"),
+    "features": ("light_ring", "row_clip", "noisy_factor"),
     "directional": (
         "directional",
         "dir_radius",
@@ -49,9 +50,14 @@ class RecoConfig:
     macro_threshold: float = 0.5
     spark_veto: bool = True
     spark_threshold: float = 20.0
+    row_clip: float = 3.0
+    noisy_factor: float = 4.0
     eps: int = 2
     min_samples: int = 10
+    eps_tail: int = 2
+    min_samples_tail: int = 6
     cluster_cut_min: int = 1
+    light_ring: int = 1
     directional: bool = False
     dir_radius: float = 6.0
     dir_min_accuracy: float = 0.8
@@ -70,6 +76,11 @@ class RecoConfig:
             (self.spark_threshold > 0, "spark_threshold", "must be > 0"),
             (1 <= self.eps <= 32, "eps", "must be an integer in 1..32"),
             (self.min_samples > 0, "min_samples", "must be > 0"),
+            (0 <= self.eps_tail <= 32, "eps_tail", "must be an integer in 0..32 (0: no tail pass)"),
+            (self.min_samples_tail > 0, "min_samples_tail", "must be > 0"),
+            (0 <= self.light_ring <= 8, "light_ring", "must be an integer in 0..8"),
+            (self.row_clip > 0, "row_clip", "must be > 0"),
+            (self.noisy_factor > 0, "noisy_factor", "must be > 0"),
             (self.cluster_cut_min >= 1, "cluster_cut_min", "must be >= 1"),
             (self.dir_radius >= 0, "dir_radius", "must be >= 0"),
             (0 < self.dir_min_accuracy <= 1, "dir_min_accuracy", "must be in (0, 1]"),
@@ -81,6 +92,13 @@ class RecoConfig:
         for ok, name, rule in checks:
             if not ok:
                 raise RecoInputError(f"config: {name}={getattr(self, name)!r} {rule}")
+
+    @property
+    def tail_pass(self) -> tuple[int, float] | None:
+        """(eps, min_samples) of the tail pass, never tighter than the seed pass; None when off."""
+        if not self.eps_tail:
+            return None
+        return max(self.eps_tail, self.eps), float(min(self.min_samples_tail, self.min_samples))
 
     def to_json(self) -> str:
         """Canonical JSON text of the parameters (sorted keys), stored in output files."""

@@ -87,3 +87,24 @@ def grid_dbscan(
                         top += 1
         nlab += 1
     return labels, core, nlab
+
+
+@nb.njit(cache=True, nogil=True)
+def seeded_clusters(labels: np.ndarray, nlab: int, seed_core: np.ndarray) -> tuple[np.ndarray, int]:
+    """Keep the clusters of `labels` that hold a seed core point, renumbered in order of first point."""
+    n = labels.shape[0]
+    has_seed = np.zeros(nlab, np.bool_)
+    for k in range(n):
+        if seed_core[k] and labels[k] >= 0:
+            has_seed[labels[k]] = True
+    remap = np.full(nlab, -1, np.int32)
+    out = np.full(n, -1, np.int32)
+    nnew = 0
+    for k in range(n):
+        c = labels[k]
+        if c >= 0 and has_seed[c]:
+            if remap[c] < 0:
+                remap[c] = nnew
+                nnew += 1
+            out[k] = remap[c]
+    return out, nnew

@@ -25,6 +25,7 @@ FEATURES: tuple[str, ...] = (
     "sc_width",
     "sc_lgausssigma",
     "sc_tgausssigma",
+    "sc_light",
 )
 INTEGER_FEATURES = frozenset({"sc_size", "sc_nhits", "sc_xmin", "sc_xmax", "sc_ymin", "sc_ymax"})
 NF = len(FEATURES)
@@ -44,6 +45,7 @@ NF = len(FEATURES)
     F_WIDTH,
     F_LSIGMA,
     F_TSIGMA,
+    F_LIGHT,
 ) = range(NF)
 
 
@@ -93,7 +95,7 @@ def cluster_features(
 ) -> np.ndarray:
     """Feature matrix (cluster x FEATURES) from each cluster's contiguous pixel list."""
     nclu = offsets.shape[0] - 1
-    out = np.zeros((nclu, 15), np.float64)
+    out = np.zeros((nclu, NF), np.float64)
     for c in range(nclu):
         a = offsets[c]
         b = offsets[c + 1]
@@ -169,4 +171,89 @@ def cluster_features(
         out[c, 12] = wmax - wmin + 1.0
         out[c, 13] = np.sqrt(lam1)
         out[c, 14] = np.sqrt(lam2)
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def light_footprint(
+    ys: np.ndarray, xs: np.ndarray, labels: np.ndarray, shape_y: int, shape_x: int, ring: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Macro-pixels (y, x, cluster) of each cluster grown by `ring`; a ring cell goes to the lowest label."""
+    grid = np.full((shape_y, shape_x), -1, np.int32)
+    n = 0
+    for k in range(ys.shape[0]):
+        if labels[k] >= 0:
+            grid[ys[k], xs[k]] = labels[k]
+            n += 1
+    own = grid.copy()
+    cap = n * (2 * ring + 1) * (2 * ring + 1)
+    fy = np.empty(cap, np.int32)
+    fx = np.empty(cap, np.int32)
+    m = 0
+    for k in range(ys.shape[0]):
+        c = labels[k]
+        if c < 0:
+            continue
+        fy[m] = ys[k]
+        fx[m] = xs[k]
+        m += 1
+        for y in range(max(ys[k] - ring, 0), min(ys[k] + ring + 1, shape_y)):
+            for x in range(max(xs[k] - ring, 0), min(xs[k] + ring + 1, shape_x)):
+                if grid[y, x] < 0:
+                    if own[y, x] < 0:
+                        fy[m] = y
+                        fx[m] = x
+                        m += 1
+                        own[y, x] = c
+                    elif c < own[y, x]:
+                        own[y, x] = c
+    fc = np.empty(m, np.int32)
+    for k in range(m):
+        fc[k] = own[fy[k], fx[k]]
+    return fy[:m], fx[:m], fc
+
+
+@nb.njit(cache=True, nogil=True)
+def light_sums(
+    raw: np.ndarray,
+    mean: np.ndarray,
+    thr: np.ndarray,
+    usable: np.ndarray,
+    cimax: int,
+    clip_ratio: float,
+    row_sum: np.ndarray,
+    row_n: np.ndarray,
+    fy: np.ndarray,
+    fx: np.ndarray,
+    fc: np.ndarray,
+    nclu: int,
+    rebin: int,
+) -> np.ndarray:
+    """Per cluster, the sum of raw-mean minus the row offset over its footprint's usable pixels.
+
+    A row's offset is the mean of its noise-dominated values (|v| <= clip_ratio * thr) outside all
+    footprints, so the clusters' own light does not bias it.
+    """
+    height = raw.shape[0]
+    rs = row_sum.copy()
+    rn = row_n.copy()
+    ratio = np.float32(clip_ratio)
+    for k in range(fy.shape[0]):
+        for i in range(fy[k] * rebin, (fy[k] + 1) * rebin):
+            for j in range(fx[k] * rebin, (fx[k] + 1) * rebin):
+                v = np.float32(raw[i, j]) - mean[i, j]
+                if abs(v) <= thr[i, j] * ratio:
+                    rs[i] -= v
+                    rn[i] -= 1
+    off = np.zeros(height, np.float64)
+    for i in range(height):
+        if rn[i] > 0:
+            off[i] = rs[i] / rn[i]
+    out = np.zeros(nclu, np.float64)
+    for k in range(fy.shape[0]):
+        c = fc[k]
+        for i in range(fy[k] * rebin, (fy[k] + 1) * rebin):
+            for j in range(fx[k] * rebin, (fx[k] + 1) * rebin):
+                if usable[i, j] and raw[i, j] < cimax:
+                    out[c] += (np.float32(raw[i, j]) - mean[i, j]) - off[i]
     return out

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from reco.config import RecoConfig
-from reco.dbscan import grid_dbscan
+from reco.dbscan import grid_dbscan, seeded_clusters
 from reco.directional import directional_regrow, frame_seed
 from reco.errors import RecoInputError
-from reco.features import FEATURES, NF, cluster_features, gather_pixels
+from reco.features import F_LIGHT, FEATURES, NF, cluster_features, gather_pixels, light_footprint, light_sums
 from reco.pedestal import Pedestal
 from reco.preprocess import active_points, median_rebin, zero_suppress
 
@@ -26,6 +26,7 @@ class Calibration:
     threshold: np.ndarray
     pedestal_run: int
     mean_sum: float
+    usable: np.ndarray  # uint8: 1 where sigma <= noisy_factor * median sigma (used by sc_light)
 
     @classmethod
     def from_pedestal(cls, ped: Pedestal, cfg: RecoConfig) -> Calibration:
@@ -37,7 +38,8 @@ class Calibration:
             )
         thr = (np.float32(cfg.nsigma) * ped.sigma).astype(np.float32, copy=False)
         mean = np.ascontiguousarray(ped.mean, np.float32)
-        return cls(mean, np.ascontiguousarray(thr), ped.run, float(mean.sum(dtype=np.float64)))
+        usable = (ped.sigma <= cfg.noisy_factor * np.median(ped.sigma)).astype(np.uint8)
+        return cls(mean, np.ascontiguousarray(thr), ped.run, float(mean.sum(dtype=np.float64)), usable)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -90,13 +92,19 @@ class FrameReconstructor:
         h, w = calib.shape
         self.zs = np.empty((h, w), np.float32)
         self.macro = np.empty((h // cfg.rebin, w // cfg.rebin), np.float32)
+        self.row_sum = np.empty(h, np.float64)
+        self.row_n = np.empty(h, np.int64)
+        self.clip_ratio = cfg.row_clip / cfg.nsigma if cfg.nsigma > 0 else 0.0
 
     def __call__(self, raw: np.ndarray, event: int = 0) -> FrameResult:
         """Reconstruct one frame (uint16 or float array of the calibration's shape)."""
         cfg = self.cfg
         if raw.shape != self.calib.shape:
             raise RecoInputError(f"frame {event} has shape {raw.shape}, pedestal has {self.calib.shape}")
-        total = zero_suppress(raw, self.calib.mean, self.calib.threshold, cfg.cimax, self.zs)
+        calib = self.calib
+        total = zero_suppress(
+            raw, calib.mean, calib.threshold, cfg.cimax, self.zs, self.clip_ratio, self.row_sum, self.row_n
+        )
         mean_signal = (float(total) - self.calib.mean_sum) / raw.size
         if cfg.spark_veto and mean_signal > cfg.spark_threshold:
             log.info("frame %d vetoed as spark (mean signal %.1f ADC)", event, mean_signal)
@@ -104,7 +112,10 @@ class FrameReconstructor:
         median_rebin(self.zs, cfg.rebin, self.macro)
         ys, xs, ws = active_points(self.macro, cfg.macro_threshold, cfg.min_neighbors_average)
         mh, mw = self.macro.shape
-        labels, _, nlab = grid_dbscan(ys, xs, ws, mh, mw, cfg.eps, float(cfg.min_samples))
+        labels, core, nlab = grid_dbscan(ys, xs, ws, mh, mw, cfg.eps, float(cfg.min_samples))
+        if cfg.tail_pass and nlab:
+            tail, _, ntail = grid_dbscan(ys, xs, ws, mh, mw, *cfg.tail_pass)
+            labels, nlab = seeded_clusters(tail, ntail, core)
         if cfg.directional and nlab:
             labels, nlab = directional_regrow(
                 ys,
@@ -126,6 +137,22 @@ class FrameReconstructor:
             labels, nlab = keep_clusters(labels, hits > 0)
             offsets, px, py, pv, ncells = gather_pixels(self.zs, ys, xs, labels, nlab, cfg.rebin)
         feats = cluster_features(offsets, px, py, pv, ncells, cfg.rebin)
+        fy, fx, fc = light_footprint(ys, xs, labels, mh, mw, cfg.light_ring)
+        feats[:, F_LIGHT] = light_sums(
+            raw,
+            calib.mean,
+            calib.threshold,
+            calib.usable,
+            cfg.cimax,
+            self.clip_ratio,
+            self.row_sum,
+            self.row_n,
+            fy,
+            fx,
+            fc,
+            nlab,
+            cfg.rebin,
+        )
         return FrameResult(False, mean_signal, feats, offsets, px, py, pv, (ys, xs, ws), labels)
 
 

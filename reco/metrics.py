@@ -1,4 +1,4 @@
-"""Physics metrics of a reconstruction against simulation truth."""
+"""Physics metrics of a reconstruction against simulation truth, overall, per kind and per energy bin."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from reco.rawfile import open_h5
 
 log = logging.getLogger(__name__)
 
-FOUND = 0.5  # a track is found by a cluster holding at least this fraction of its photons
-SHARE = 0.15  # a track "is in" a cluster holding at least this fraction of its photons
+FOUND = 0.5  # an object is found by a cluster holding at least this fraction of its photons
+SHARE = 0.15  # an object "is in" a cluster holding at least this fraction of its photons
+FAKE = 0.25  # a cluster is fake when truth light is below this fraction of its integral
+LIGHT = "sc_light"  # the chain's light estimate; files without it fall back to sc_integral
 ENERGY_BINS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, np.inf)
 
 
@@ -48,14 +50,28 @@ def reco_pixels(clusters: pd.DataFrame, pixels: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _blocks(df: pd.DataFrame, rebin: int, keys: list[str], value: str | None = None) -> pd.DataFrame:
+    """Rows grouped by rebin x rebin block (bx, by): the footprint of clusters / the light of objects."""
+    out = df.assign(bx=df["x"].to_numpy() // rebin, by=df["y"].to_numpy() // rebin)
+    if value is None:
+        return out[[*keys, "bx", "by"]].drop_duplicates()
+    return out.groupby([*keys, "bx", "by"], as_index=False)[value].sum()
+
+
 def compute_metrics(reco_path: str | Path, truth_path: str | Path) -> dict[str, Any]:
-    """Efficiency, merges, fragments, fakes and energy response of `reco_path` against `truth_path`."""
+    """Efficiency, merges, fragments, fakes and energy response of `reco_path` against `truth_path`.
+
+    Overlaps are counted on the rebin x rebin blocks (macro-pixels) of each cluster's pixels, so an
+    object's faint, zero-suppressed pixels inside a cluster's area count as held by that cluster.
+    """
     tracks, tpix, tattrs = load_truth(truth_path)
     rattrs = read_attrs(reco_path)
     if int(rattrs["run"]) != int(tattrs["run"]):
         raise RecoInputError(
             f"{truth_path}: truth of run {tattrs['run']}, reconstruction of run {rattrs['run']}"
         )
+    rebin = int(rattrs.get("config", {}).get("rebin", 1))
+    adc_per_kev = float(tattrs["photons_per_kev"]) * float(tattrs["adc_per_photon"])
     events = read_table(reco_path, "events")
     clusters = read_table(reco_path, "clusters")
     rpix = reco_pixels(clusters, read_table(reco_path, "pixels"))
@@ -63,7 +79,9 @@ def compute_metrics(reco_path: str | Path, truth_path: str | Path) -> dict[str, 
     tracks = tracks[tracks["event"].isin(done)]
     tpix = tpix[tpix["event"].isin(done)]
 
-    ov = tpix.merge(rpix, on=["event", "x", "y"], how="inner")
+    foot = _blocks(rpix, rebin, ["event", "cluster"])
+    light = _blocks(tpix, rebin, ["event", "track"], "photons")
+    ov = light.merge(foot, on=["event", "bx", "by"], how="inner")
     ov = ov.groupby(["event", "track", "cluster"], as_index=False)["photons"].sum()
     ov = ov.merge(
         tracks[["event", "track", "photons"]].rename(columns={"photons": "total"}), on=["event", "track"]
@@ -74,8 +92,8 @@ def compute_metrics(reco_path: str | Path, truth_path: str | Path) -> dict[str, 
     merged_clusters = set(n_in_cluster[n_in_cluster >= 2].index)
     n_frag = inside.groupby(["event", "track"]).size()
     fragmented = set(n_frag[n_frag >= 2].index)
-    best = ov.sort_values("share", ascending=False).drop_duplicates(["event", "track"])
-    best = best.set_index(["event", "track"])
+    best = ov.sort_values(["share", "cluster"], ascending=[False, True], kind="mergesort")
+    best = best.drop_duplicates(["event", "track"]).set_index(["event", "track"])
 
     t = tracks.set_index(["event", "track"])
     t["best_share"] = best["share"].reindex(t.index).fillna(0.0)
@@ -84,19 +102,27 @@ def compute_metrics(reco_path: str | Path, truth_path: str | Path) -> dict[str, 
     t["fragmented"] = [k in fragmented for k in t.index]
     t["merged"] = [(e, c) in merged_clusters for (e, _), c in zip(t.index, t["best_cluster"], strict=True)]
     t["clean"] = t["found"] & ~t["fragmented"] & ~t["merged"]
+    cl = clusters.set_index(["event", "cluster"])
+    key = list(zip(t.index.get_level_values(0), t["best_cluster"], strict=True))
+    t["integral"] = cl["sc_integral"].reindex(key).to_numpy()
+    estimate = cl[LIGHT if LIGHT in cl else "sc_integral"].reindex(key).to_numpy()
+    true_light = float(tattrs["adc_per_photon"]) * t["photons"].clip(lower=1)
+    t["response"] = estimate / true_light
+    t["energy_response"] = estimate / (adc_per_kev * t["energy_kev"])
+    t["integral_response"] = t["integral"] / true_light
 
-    cl_key = list(zip(clusters["event"], clusters["cluster"], strict=True))
-    matched = set(zip(inside["event"], inside["cluster"], strict=True))
+    # clusters: held light (ADC) per cluster decides fake / piece / holding
+    held = ov.groupby(["event", "cluster"])["photons"].sum() * float(tattrs["adc_per_photon"])
+    holding = set(inside.set_index(["event", "cluster"]).index)
+    cl_key = list(cl.index)
+    held_adc = held.reindex(cl_key).fillna(0.0).to_numpy()
+    fake = held_adc < FAKE * cl["sc_integral"].to_numpy()
+    pieces = sum(1 for k, f in zip(cl_key, fake, strict=True) if not f and k not in holding)
     truth_events = set(tracks["event"].tolist())
     empty_events = [e for e in events["event"] if e not in truth_events]
     fakes_empty = int(clusters["event"].isin(empty_events).sum())
-    unmatched = sum(1 for k in cl_key if k not in matched and k[0] in truth_events)
+    unmatched = sum(1 for k in cl_key if k not in holding and k[0] in truth_events)
 
-    clean = t[t["clean"]].reset_index()
-    integral = clusters.set_index(["event", "cluster"])["sc_integral"]
-    clean["integral"] = integral.reindex(
-        list(zip(clean["event"], clean["best_cluster"], strict=True))
-    ).to_numpy()
     res: dict[str, Any] = {
         "run": int(rattrs["run"]),
         "frames": int(len(events)),
@@ -110,17 +136,53 @@ def compute_metrics(reco_path: str | Path, truth_path: str | Path) -> dict[str, 
         "merge_rate": _frac(t["merged"]),
         "empty_frames": len(empty_events),
         "fakes_per_empty_frame": fakes_empty / len(empty_events) if empty_events else None,
+        "fake_clusters": int(fake.sum()),
+        "fakes_per_frame": float(fake.sum()) / len(events) if len(events) else None,
+        "pieces": int(pieces),
         "unmatched_clusters_signal_frames": unmatched,
-        "by_kind": {
-            k: {"tracks": int(len(g)), "clean_efficiency": _frac(g["clean"])} for k, g in t.groupby("kind")
-        },
+        "by_kind": {k: _summary(g, by_energy=True) for k, g in t.groupby("kind")},
     }
-    res.update(_energy(clean, t))
+    res.update(_energy(t[t["clean"]].reset_index(), t))
     return res
 
 
 def _frac(mask: pd.Series) -> float | None:
     return float(mask.mean()) if len(mask) else None
+
+
+def _mean(x: pd.Series) -> float | None:
+    return float(x.mean()) if len(x) else None
+
+
+def _spread(x: pd.Series) -> float | None:
+    """Relative standard deviation (None below 3 values)."""
+    return float(x.std(ddof=1) / x.mean()) if len(x) > 2 else None
+
+
+def _summary(g: pd.DataFrame, by_energy: bool = False) -> dict[str, Any]:
+    """Counts, rates and response (clean objects) of a group of objects."""
+    clean = g[g["clean"]]
+    out: dict[str, Any] = {
+        "tracks": int(len(g)),
+        "efficiency": _frac(g["found"]),
+        "clean_efficiency": _frac(g["clean"]),
+        "fragment_rate": _frac(g["fragmented"]),
+        "merge_rate": _frac(g["merged"]),
+        "response": _mean(clean["response"]),
+        "resolution": _spread(clean["response"]),
+        "energy_resolution": _spread(clean["energy_response"]),
+        "integral_response": _mean(clean["integral_response"]),
+        "integral_resolution": _spread(clean["integral_response"]),
+    }
+    if by_energy:
+        out["energy_bins"] = []
+        for lo, hi in zip(ENERGY_BINS[:-1], ENERGY_BINS[1:], strict=True):
+            sel = g[(g["energy_kev"] >= lo) & (g["energy_kev"] < hi)]
+            if len(sel):
+                out["energy_bins"].append(
+                    {"kev_lo": lo, "kev_hi": None if np.isinf(hi) else hi, **_summary(sel)}
+                )
+    return out
 
 
 def _energy(clean: pd.DataFrame, t: pd.DataFrame) -> dict[str, Any]:

@@ -27,6 +27,7 @@ def preprocess(raw: np.ndarray, mean: np.ndarray, thr: np.ndarray, cfg: RecoConf
     """Zero-suppressed image, macro image and the spark mean."""
     v = raw.astype(np.float32) - mean
     zs = np.where((raw < cfg.cimax) & (v > thr), v, np.float32(0)).astype(np.float32)
+
     p = np.pad(zs, ((0, 1), (0, 1)), mode="edge")
     quad = np.sort(np.stack([p[:-1, :-1], p[:-1, 1:], p[1:, :-1], p[1:, 1:]]), axis=0)
     med = (quad[1] + quad[2]) * np.float32(0.5)
@@ -47,12 +48,39 @@ def points(macro: np.ndarray, cfg: RecoConfig):
     return ys, xs, macro[ys, xs]
 
 
-def dbscan(ys, xs, ws, cfg: RecoConfig) -> np.ndarray:
-    """scikit-learn weighted DBSCAN with the cityblock metric."""
+def dbscan(ys, xs, ws, cfg: RecoConfig, eps: int | None = None, min_samples: float | None = None):
+    """scikit-learn weighted DBSCAN with the cityblock metric: labels (and core flags)."""
+    return _dbscan(ys, xs, ws, eps or cfg.eps, min_samples or cfg.min_samples)[0]
+
+
+def _dbscan(ys, xs, ws, eps, min_samples) -> tuple[np.ndarray, np.ndarray]:
     if len(ys) == 0:
-        return np.zeros(0, np.int64)
-    db = DBSCAN(eps=cfg.eps, min_samples=cfg.min_samples, metric="cityblock")
-    return db.fit(np.c_[ys, xs].astype(np.float64), sample_weight=ws.astype(np.float64)).labels_
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    db = DBSCAN(eps=eps, min_samples=min_samples, metric="cityblock")
+    db.fit(np.c_[ys, xs].astype(np.float64), sample_weight=ws.astype(np.float64))
+    core = np.zeros(len(ys), bool)
+    core[db.core_sample_indices_] = True
+    return db.labels_, core
+
+
+def first_point_order(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0, 1, ... in order of each cluster's first point (-1 kept)."""
+    out = np.full(len(labels), -1, np.int64)
+    seen: dict[int, int] = {}
+    for k, c in enumerate(labels):
+        if c >= 0:
+            out[k] = seen.setdefault(int(c), len(seen))
+    return out
+
+
+def two_pass_dbscan(ys, xs, ws, cfg: RecoConfig) -> np.ndarray:
+    """Seeds from DBSCAN(eps, min_samples); clusters of DBSCAN(eps_tail, min_samples_tail) holding a seed core."""
+    labels, core = _dbscan(ys, xs, ws, cfg.eps, cfg.min_samples)
+    if not cfg.eps_tail or not len(labels) or labels.max() < 0:
+        return labels
+    tail, _ = _dbscan(ys, xs, ws, max(cfg.eps_tail, cfg.eps), min(cfg.min_samples_tail, cfg.min_samples))
+    seeded = np.unique(tail[core & (tail >= 0)])
+    return first_point_order(np.where(np.isin(tail, seeded), tail, -1))
 
 
 def _splitmix(state: int) -> tuple[int, int]:
@@ -130,7 +158,7 @@ def features(zs: np.ndarray, ys, xs, labels, cfg: RecoConfig):
         v = zs[y, x].astype(np.float64)
         pixels.append(np.c_[x, y, v])
         if len(v) == 0:
-            feats.append([0.0] * 15)
+            feats.append([0.0] * 16)
             continue
         ncell = int((labels == c).sum())
         s = v.sum()
@@ -157,26 +185,46 @@ def features(zs: np.ndarray, ys, xs, labels, cfg: RecoConfig):
                 np.ptp(w) + 1,
                 np.sqrt(lam[0]),
                 np.sqrt(lam[1]),
+                0.0,  # sc_light, filled by light()
             ]
         )
-    return np.array(feats).reshape(-1, 15), pixels
+    return np.array(feats).reshape(-1, 16), pixels
 
 
-def reconstruct(raw: np.ndarray, mean: np.ndarray, thr: np.ndarray, cfg: RecoConfig, event: int = 0):
-    """The whole chain for one frame."""
+def light(raw, mean, thr, sigma, ys, xs, labels, cfg: RecoConfig) -> np.ndarray:
+    """sc_light: raw - mean - row offset summed over each cluster's macro-pixels grown by light_ring."""
+    r, ring = cfg.rebin, cfg.light_ring
+    big = 2**30
+    grid = np.full((raw.shape[0] // r, raw.shape[1] // r), big, np.int64)
+    grid[ys[labels >= 0], xs[labels >= 0]] = labels[labels >= 0]
+    grown = ndimage.minimum_filter(grid, size=2 * ring + 1, mode="constant", cval=big)
+    own = np.where(grid != big, grid, grown)
+    full = np.repeat(np.repeat(own, r, axis=0), r, axis=1)
+    v = raw.astype(np.float32) - mean
+    ratio = np.float32(cfg.row_clip / cfg.nsigma) if cfg.nsigma > 0 else np.float32(0)
+    quiet = (np.abs(v) <= thr * ratio) & (full == big)
+    n = quiet.sum(axis=1)
+    off = np.where(n > 0, np.where(quiet, v, 0).astype(np.float64).sum(axis=1) / np.maximum(n, 1), 0.0)
+    if sigma is None:
+        sigma = thr / np.float32(cfg.nsigma)
+    usable = (sigma <= cfg.noisy_factor * np.median(sigma)) & (raw < cfg.cimax) & (full != big)
+    vals = v.astype(np.float64) - off[:, None]
+    nclu = int(labels.max()) + 1
+    return np.bincount(full[usable], weights=vals[usable], minlength=nclu)[:nclu]
+
+
+def reconstruct(
+    raw: np.ndarray, mean: np.ndarray, thr: np.ndarray, cfg: RecoConfig, event: int = 0, sigma=None
+):
+    """The whole chain for one frame (`sigma`: the pedestal's noise map, else thr / nsigma)."""
     zs, macro, mean_signal = preprocess(raw, mean, thr, cfg)
     if cfg.spark_veto and mean_signal > cfg.spark_threshold:
         e = np.zeros(0, np.int64)
-        return OracleResult(True, (e, e, np.zeros(0, np.float32)), e, np.zeros((0, 15)), [])
+        return OracleResult(True, (e, e, np.zeros(0, np.float32)), e, np.zeros((0, 16)), [])
     ys, xs, ws = points(macro, cfg)
-    labels = dbscan(ys, xs, ws, cfg)
+    labels = two_pass_dbscan(ys, xs, ws, cfg)
     if cfg.directional and len(labels) and labels.max() >= 0:
-        labels = directional(ys, xs, ws, labels, cfg, event)
-        # renumber in order of first point, as the numba stage does
-        _, first = np.unique(labels[labels >= 0], return_index=True)
-        order = np.unique(labels[labels >= 0])[np.argsort(first)]
-        remap = {int(old): new for new, old in enumerate(order)}
-        labels = np.array([remap.get(int(lab), -1) for lab in labels], np.int64)
+        labels = first_point_order(directional(ys, xs, ws, labels, cfg, event))
     feats, pixels = features(zs, ys, xs, labels, cfg)
     empty = [c for c, p in enumerate(pixels) if len(p) == 0]
     if empty:  # clusters without full-resolution hits are dropped
@@ -185,4 +233,6 @@ def reconstruct(raw: np.ndarray, mean: np.ndarray, thr: np.ndarray, cfg: RecoCon
         remap[kept] = np.arange(len(kept))
         labels = np.where(labels >= 0, remap[np.maximum(labels, 0)], -1)
         feats, pixels = features(zs, ys, xs, labels, cfg)
+    if len(feats):
+        feats[:, -1] = light(raw, mean, thr, sigma, ys, xs, labels, cfg)
     return OracleResult(False, (ys, xs, ws), labels, feats, pixels)

@@ -146,3 +146,27 @@ def test_usage_errors_exit_two(chain: dict[str, Path]) -> None:
     assert CliRunner().invoke(reco, ["run", str(chain["raw"])]).exit_code == 2  # --pedestal missing
     assert CliRunner().invoke(reco, ["simulate", "x", "--shape", "abc"]).exit_code == 2
     assert CliRunner().invoke(reco, ["run", "a", "--pedestal", "b", "--workers", "0"]).exit_code == 2
+
+
+def test_simulate_presets_and_scales(tmp_path: Path) -> None:
+    import h5py
+
+    args = [
+        "simulate",
+        str(tmp_path),
+        "--frames",
+        "2",
+        "--pedestal-frames",
+        "2",
+        "--shape",
+        "64x64",
+        "--no-progress",
+    ]
+    r = CliRunner().invoke(reco, [*args, "--preset", "easy", "--brightness", "2", "--diffusion", "0.5"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "run01001_truth.h5") as f:
+        assert f.attrs["model"] == "easy" and f.attrs["photons_per_kev"] == 120.0
+        sim = json.loads(f.attrs["simulation"])
+        assert sim["spot_sigma"] == [0.5, 1.25] and sim["row_sigma"] == 0.0
+    assert CliRunner().invoke(reco, [*args, "--brightness", "0"]).exit_code == 2
+    assert CliRunner().invoke(reco, [*args, "--preset", "hard"]).exit_code == 2

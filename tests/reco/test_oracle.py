@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 from reco.config import RecoConfig
-from reco.dbscan import grid_dbscan
+from reco.dbscan import grid_dbscan, seeded_clusters
+from reco.features import NF
 from reco.frame import Calibration, FrameReconstructor
 from reco.pedestal import Pedestal
 from reco.simulate import SimConfig, generate_events, make_camera
@@ -38,7 +39,7 @@ def assert_same(res, ref) -> None:
     np.testing.assert_array_equal(res.labels, ref.labels)
     assert res.features.shape == ref.features.shape
     theta = 10
-    cols = [i for i in range(15) if i != theta]
+    cols = [i for i in range(NF) if i != theta]
     np.testing.assert_allclose(res.features[:, cols], ref.features[:, cols], rtol=1e-6, atol=1e-6)
     # theta is defined modulo pi; it is ill-defined for round clusters
     round_ = np.isclose(ref.features[:, 13], ref.features[:, 14], rtol=1e-6)
@@ -58,31 +59,44 @@ def test_numba_chain_matches_oracle(seed: int, height: int, width: int) -> None:
     n_clusters = 0
     for event, raw in enumerate(frames):
         res = rec(raw, event)
-        ref = oracle.reconstruct(raw, calib.mean, calib.threshold, cfg, event)
+        ref = oracle.reconstruct(raw, calib.mean, calib.threshold, cfg, event, ped.sigma)
         assert_same(res, ref)
         n_clusters += res.n_clusters
     assert n_clusters >= 3  # the comparison is not vacuous
 
 
-@pytest.mark.parametrize("seed", [4, 5])
-def test_directional_matches_oracle(seed: int) -> None:
-    cfg = RecoConfig(directional=True, seed=seed)
+@pytest.mark.parametrize(("seed", "eps_tail"), [(4, 2), (5, 0)])
+def test_directional_matches_oracle(seed: int, eps_tail: int) -> None:
+    cfg = RecoConfig(directional=True, seed=seed, eps_tail=eps_tail)
     ped, frames = _frames(seed, 384, 512, 3)
     calib = Calibration.from_pedestal(ped, cfg)
     rec = FrameReconstructor(calib, cfg)
     for event, raw in enumerate(frames):
-        assert_same(rec(raw, event), oracle.reconstruct(raw, calib.mean, calib.threshold, cfg, event))
+        assert_same(
+            rec(raw, event), oracle.reconstruct(raw, calib.mean, calib.threshold, cfg, event, ped.sigma)
+        )
 
 
 def test_other_parameters_match_oracle() -> None:
     cfg = RecoConfig(
-        rebin=2, eps=3, min_samples=12, nsigma=1.0, min_neighbors_average=0.0, macro_threshold=1.0
+        rebin=2,
+        eps=3,
+        min_samples=12,
+        eps_tail=4,
+        min_samples_tail=4,
+        light_ring=2,
+        row_clip=2.0,
+        nsigma=1.5,
+        min_neighbors_average=0.0,
+        macro_threshold=1.0,
     )
     ped, frames = _frames(9, 256, 256, 2)
     calib = Calibration.from_pedestal(ped, cfg)
     rec = FrameReconstructor(calib, cfg)
     for event, raw in enumerate(frames):
-        assert_same(rec(raw, event), oracle.reconstruct(raw, calib.mean, calib.threshold, cfg, event))
+        assert_same(
+            rec(raw, event), oracle.reconstruct(raw, calib.mean, calib.threshold, cfg, event, ped.sigma)
+        )
 
 
 @settings(max_examples=40, deadline=None)
@@ -120,3 +134,25 @@ def test_preprocessing_equals_numpy(seed: int, rebin: int, bh: int, bw: int, den
     zs, macro, _ = oracle.preprocess(raw, calib.mean, calib.threshold, cfg)
     np.testing.assert_array_equal(rec.zs, zs)
     np.testing.assert_array_equal(rec.macro, macro)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(0, 2**32 - 1), st.integers(1, 3), st.integers(1, 3), st.integers(2, 20), st.floats(0.05, 0.6)
+)
+def test_two_pass_dbscan_equals_sklearn(
+    seed: int, eps: int, extra: int, min_samples: int, density: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    ys, xs = np.nonzero(rng.random((24, 17)) < density)
+    ws = rng.uniform(0.5, 8.0, len(ys)).astype(np.float32)
+    cfg = RecoConfig(
+        eps=eps, min_samples=min_samples, eps_tail=eps + extra, min_samples_tail=max(1, min_samples // 3)
+    )
+    labels, core, nlab = grid_dbscan(
+        ys.astype(np.int32), xs.astype(np.int32), ws, 24, 17, eps, float(min_samples)
+    )
+    if nlab:
+        tail, _, ntail = grid_dbscan(ys.astype(np.int32), xs.astype(np.int32), ws, 24, 17, *cfg.tail_pass)
+        labels, nlab = seeded_clusters(tail, ntail, core)
+    np.testing.assert_array_equal(labels, oracle.two_pass_dbscan(ys, xs, ws, cfg))

@@ -1,4 +1,4 @@
-"""Physics behaviour: truth metrics, spark veto, hot pixels, directional regrowth."""
+"""Physics behaviour: truth metrics, spark veto, hot pixels, tail pass, light sums, directional regrowth."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from reco.config import RecoConfig
+from reco.features import FEATURES
 from reco.frame import Calibration, FrameReconstructor
 from reco.metrics import compute_metrics
 from reco.pedestal import Pedestal
@@ -14,17 +15,40 @@ from reco.simulate import SimConfig, simulate
 from tests.reco.conftest import make_pedestal
 
 
-@pytest.fixture(scope="module")
-def metrics(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    d = tmp_path_factory.mktemp("phys")
-    sim = simulate(
-        d,
-        SimConfig(
-            height=512, width=512, n_frames=30, pedestal_frames=20, seed=21, run=501, empty_fraction=0.3
-        ),
-    )
+def _metrics(d, cfg: SimConfig) -> dict:
+    sim = simulate(d, cfg)
     out = reconstruct_run(sim.run, make_pedestal(sim, d / "ped.h5"), d / "out.h5", workers=2).output
     return compute_metrics(out, sim.truth)
+
+
+@pytest.fixture(scope="module")
+def metrics(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The easy set (the first generator)."""
+    cfg = SimConfig.preset(
+        "easy", height=512, width=512, n_frames=30, pedestal_frames=20, seed=21, run=501, empty_fraction=0.3
+    )
+    return _metrics(tmp_path_factory.mktemp("phys"), cfg)
+
+
+@pytest.fixture(scope="module")
+def lime(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The default (lime) generator: spots, curved faint electron recoils, nuclear recoils."""
+    cfg = SimConfig(
+        height=1024, width=1024, n_frames=40, pedestal_frames=20, seed=23, run=601, mean_objects=3
+    )
+    return _metrics(tmp_path_factory.mktemp("lime"), cfg)
+
+
+def test_lime_kinds_are_found_clean_with_unbiased_light(lime: dict) -> None:
+    kinds = lime["by_kind"]
+    assert set(kinds) == {"er", "fe55", "nr"} and all(k["tracks"] >= 20 for k in kinds.values())
+    assert lime["clean_efficiency"] > 0.9 and kinds["er"]["clean_efficiency"] > 0.85
+    assert kinds["er"]["fragment_rate"] < 0.05
+    assert lime["fakes_per_frame"] <= 0.05
+    for k in kinds.values():
+        assert abs(k["response"] - 1) < 0.03  # sc_light against the true light
+    # the zero-suppressed integral is biased up by the noise it keeps on spots
+    assert kinds["fe55"]["integral_response"] > kinds["fe55"]["response"] + 0.01
 
 
 def test_efficiency_and_fakes(metrics: dict) -> None:
@@ -76,6 +100,54 @@ def test_hot_pixel_in_pedestal_is_not_a_cluster() -> None:
         Calibration.from_pedestal(Pedestal(mean, sigma, 0, "C", 10), RecoConfig()), RecoConfig()
     )
     assert rec(frame.astype(np.uint16)).n_clusters == 0
+
+
+def _faint_bridge(frame: np.ndarray, amp: float) -> None:
+    """A bright vertical track whose middle 40 rows are only 2 pixels wide and `amp` ADC high."""
+    ys = np.arange(20, 236)
+    faint = (ys >= 110) & (ys < 150)
+    for dx in (-1, 0, 1):
+        frame[ys[~faint], 100 + dx] += 40
+    for dx in (0, 1):
+        frame[ys[faint], 100 + dx] += amp
+
+
+def test_tail_pass_joins_a_faint_thin_section() -> None:
+    calib, frame = _flat((256, 256))
+    _faint_bridge(frame, 6.0)
+    raw = frame.astype(np.uint16)
+    single = FrameReconstructor(calib, RecoConfig(eps_tail=0))(raw)
+    two = FrameReconstructor(calib, RecoConfig())(raw)
+    assert single.n_clusters == 2
+    assert two.n_clusters == 1 and two.features[0, 11] > 200  # sc_length spans the whole track
+
+
+def test_tail_pass_needs_a_seed() -> None:
+    calib, frame = _flat((256, 256))
+    frame[110:150, 100:102] += 5.0  # a faint blob: dense enough for the tail pass only
+    raw = frame.astype(np.uint16)
+    assert FrameReconstructor(calib, RecoConfig())(raw).n_clusters == 0
+    tail_only = RecoConfig(min_samples=6, min_samples_tail=6)
+    assert FrameReconstructor(calib, tail_only)(raw).n_clusters == 1
+
+
+def test_light_is_unbiased_by_row_offsets_zero_suppression_and_hot_pixels() -> None:
+    shape = (256, 256)
+    rng = np.random.default_rng(3)
+    mean = np.full(shape, 100, np.float32)
+    sigma = np.full(shape, 2, np.float32)
+    mean[128, 131], sigma[128, 131] = 1000, 30  # a hot pixel inside the spot
+    calib = Calibration.from_pedestal(Pedestal(mean, sigma, 0, "C", 10), RecoConfig())
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    spot = 3000.0 * np.exp(-((yy - 128.5) ** 2 + (xx - 128.5) ** 2) / (2 * 3.0**2)) / (2 * np.pi * 3.0**2)
+    frame = mean + rng.normal(0, 2, shape) + spot + rng.normal(0, 1.0, (shape[0], 1))  # row offsets
+    frame[128, 131] += 400  # the hot pixel fires
+    res = FrameReconstructor(calib, RecoConfig())(np.clip(frame, 0, 65535).astype(np.uint16))
+    assert res.n_clusters == 1
+    light = res.features[0, FEATURES.index("sc_light")]
+    integral = res.features[0, FEATURES.index("sc_integral")]
+    assert abs(light / 3000 - 1) < 0.03
+    assert integral - light > 150  # the firing hot pixel is in the zero-suppressed sum
 
 
 def test_directional_rejoins_a_broken_track() -> None:
