@@ -288,6 +288,8 @@ def perm_add_rule(who: Who, kwargs: dict[str, Any], reg: Registry, session: Sess
         return ALLOW
     account = _ext(kwargs.get("account") or who.name)
     expression = str(kwargs.get("rse_expression") or "")
+    on_tape = None if who.role in ("admin", "data-manager", "daq") else \
+        bool(_tape_rse_ids(_expression_rse_ids(expression, who, session), session))
     decisions: list[Decision | None] = []
     for did in kwargs.get("dids", []):
         scope = _ext(did["scope"])
@@ -308,7 +310,7 @@ def perm_add_rule(who: Who, kwargs: dict[str, Any], reg: Registry, session: Sess
                 "daq-raw-only", f"the DAQ account {who.name} creates rules only on raw DIDs, not in {scope}"))
         elif kwargs.get("locked"):
             decisions.append(_deny("user-no-locked-rules", f"account {who.name} may not create locked rules"))
-        elif _tape_rse_ids(_expression_rse_ids(expression, who, session), session):
+        elif on_tape:
             # Rucio locks every rule on tape without a lifetime after asking the policy: refuse them all.
             decisions.append(_deny("user-no-tape-rules", f"account {who.name} may not create rules on tape "
                                                          f"({expression}): tape is managed by the DAQ and data managers"))
@@ -396,7 +398,8 @@ def perm_declare_suspicious_file_replicas(who: Who, kwargs: dict[str, Any], reg:
     if who.role not in PRIVILEGED:
         return _deny("declare-suspicious", f"account {who.name} ({who.role}) may not declare replicas suspicious; "
                                            "ask a data manager")
-    pfns = request.body().get("pfns", []) if isinstance(request.body(), dict) else []
+    data = request.body()
+    pfns = data.get("pfns", []) if isinstance(data, dict) else []
     scopes = {s for s in (_scope_in_url(str(pfn), reg) for pfn in pfns) if s}
     return _first_denial([ALLOW, *(_scope_access(who, scope, reg)[0] for scope in scopes)])
 
