@@ -56,7 +56,7 @@ def test_sigkill_at_random_points_never_duplicates_or_loses_a_run(daq_env, tmp_p
                 p.wait()
         for j in journals:  # restart each for good, one after the other
             p = _uploader(tb, tmp_path / "daq", j, log)
-            assert p.wait(timeout=600) == 0
+            assert p.wait(timeout=600) in (0, 3)  # 3: files still wait for the tape archive
     assert kills >= KILLS, f"only {kills} kills landed while an uploader was running"
 
     client = tb.client(DAQ)

@@ -13,7 +13,7 @@ from cygno_dm.ingest.catalog import Catalog
 from cygno_dm.ingest.checksums import scan
 from cygno_dm.ingest.cli import ingest
 from cygno_dm.ingest.config import IngestConfig
-from cygno_dm.ingest.discovery import WatchDir, find, settled
+from cygno_dm.ingest.discovery import Found, Refused, WatchDir, find, settled
 from cygno_dm.ingest.journal import Journal
 from cygno_dm.ingest.pipeline import Pipeline
 from cygno_dm.ingest.runner import Ingestor
@@ -47,8 +47,10 @@ def test_find_tag_directories_and_tag_given_directories(tmp_path):
     run_file(tmp_path / "b", 22222, tag=None)
     (tmp_path / "a" / "LNGS" / ".run12347.mid.gz").write_bytes(b"x")  # temporary name of a DAQ writer
     (tmp_path / "a" / "LNGS" / "run12.mid.gz").write_bytes(b"x")  # too few digits
-    found = sorted(f.run.name for f in find(PROFILE, [WatchDir(tmp_path / "a"), WatchDir.parse(f"MAN={tmp_path/'b'}")]))
+    seen = list(find(PROFILE, [WatchDir(tmp_path / "a"), WatchDir.parse(f"MAN={tmp_path/'b'}")]))
+    found = sorted(f.run.name for f in seen if isinstance(f, Found))
     assert found == ["LNF/run12346.mid.gz", "LNGS/run12345.mid.gz", "MAN/run22222.mid.gz"]
+    assert [f.path.name for f in seen if isinstance(f, Refused)] == ["run12.mid.gz"]
 
 
 def test_settled_needs_the_same_size_twice_and_quiet_time():

@@ -27,7 +27,7 @@ def _tape(tb) -> str:
     return next(name for name, rse in tb.profile.rses.items() if rse.kind == "tape")
 
 
-def _until(ing, state: State, path: Path, timeout: float = 240) -> None:
+def _until(ing, state: State, path: Path, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ing.pass_once()
@@ -40,7 +40,7 @@ def _until(ing, state: State, path: Path, timeout: float = 240) -> None:
 
 def test_a_forged_tape_replica_never_leads_to_a_local_deletion(daq_env, tmp_path):
     tb, tape = daq_env, _tape(daq_env)
-    path = run_file(tmp_path / "daq", 702000, size=6000, tag="MAN").resolve()
+    path = run_file(tmp_path / "daq", 705000, size=6000, tag="MAN").resolve()
     sums = scan(path)
     ing = make_ingestor(tb, tmp_path / "daq", tmp_path / "j.sqlite")
     ing.discover()
@@ -90,7 +90,7 @@ def test_a_forged_tape_replica_never_leads_to_a_local_deletion(daq_env, tmp_path
 
 def test_a_reused_run_number_is_checked_again_and_quarantined_if_it_differs(daq_env, tmp_path):
     tb = daq_env
-    path = run_file(tmp_path / "daq", 702100, size=5000, seed=1, tag="MAN").resolve()
+    path = run_file(tmp_path / "daq", 705100, size=5000, seed=1, tag="MAN").resolve()
     original = path.read_bytes()
     ing = make_ingestor(tb, tmp_path / "daq", tmp_path / "j.sqlite")
     _until(ing, State.DELETED, path)
@@ -102,14 +102,14 @@ def test_a_reused_run_number_is_checked_again_and_quarantined_if_it_differs(daq_
     assert sum(h["detail"] == "a new file appeared at the path of a deleted run"
                for h in ing.journal.history(str(path))) == 1
 
-    run_file(tmp_path / "daq", 702100, size=5000, seed=2, tag="MAN")  # the DAQ re-used the run number
+    run_file(tmp_path / "daq", 705100, size=5000, seed=2, tag="MAN")  # the DAQ re-used the run number
     ing.run(once=True)
     entry = ing.journal.get(str(path))
     assert entry.state == State.QUARANTINED and "same name, different content" in entry.reason
     assert not path.exists()
     report = json.loads(next((tmp_path / "daq" / "MAN" / "quarantine").glob("*.quarantine.json")).read_text())
-    assert report["did"] == f"{SCOPE}:MAN/run702100.mid.gz" and "different content" in report["reason"]
-    assert tb.client(DAQ).get_did(SCOPE, "MAN/run702100.mid.gz")["adler32"] == scan_bytes(original)
+    assert report["did"] == f"{SCOPE}:MAN/run705100.mid.gz" and "different content" in report["reason"]
+    assert tb.client(DAQ).get_did(SCOPE, "MAN/run705100.mid.gz")["adler32"] == scan_bytes(original)
 
 
 def scan_bytes(data: bytes) -> str:
