@@ -6,9 +6,8 @@ import logging
 from dataclasses import dataclass
 
 from cygno_dm.ingest.catalog import Catalog, Replica
-from cygno_dm.ingest.storage import StorageError, StorageUnavailable
 from cygno_dm.ingest.stores import Stores, tls_verify
-from cygno_dm.ingest.tape import ARCHIVED, TapeRest, TapeUnavailable
+from cygno_dm.ingest.tape import TapeRest, TapeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +47,15 @@ class SafetyCheck:
                 continue
             pfn = self.catalog.pfn(rep.rse, scope, name, operation="read")  # the policy's path, not the replica's
             try:
-                problem = self._tape_copy_problem(rep.rse, pfn, size, adler32)
-            except (TapeUnavailable, StorageError, StorageUnavailable) as err:
+                problem = self.tape.copy(pfn).problem(size, adler32)
+            except TapeUnavailable as err:
                 why.append(f"archive on {rep.rse} cannot be confirmed: {err}")
                 continue
             if problem is None:
                 return rep.rse, ""
-            log.warning("%s:%s tape replica on %s not confirmed by the endpoint: %s", scope, name, rep.rse, problem)
+            log.warning("%s:%s tape replica on %s not confirmed at %s: %s", scope, name, rep.rse, pfn, problem)
             why.append(f"tape replica on {rep.rse}: {problem}")
         return None, "; ".join(why)
-
-    def _tape_copy_problem(self, rse: str, pfn: str, size: int, adler32: str) -> str | None:
-        """None when the endpoint has the file on tape with this size and adler32, else what is wrong."""
-        locality = self.tape.locality(pfn)
-        if locality not in ARCHIVED:
-            return f"the tape endpoint reports {locality} for {pfn}, not on tape"
-        store = self.stores.for_pfn(rse, pfn)
-        stored = store.stat(pfn)
-        if stored is None or stored.size != size:
-            return f"the tape endpoint has {stored and stored.size} bytes at {pfn}, expected {size}"
-        theirs = store.adler32(pfn)
-        if theirs != adler32:
-            return f"the tape endpoint has adler32 {theirs} at {pfn}, expected {adler32}"
-        return None
 
     def disk_verified(self, scope: str, name: str, adler32: str, replicas: list[Replica]) -> tuple[str | None, str]:
         """(disk RSE whose stored bytes have this adler32 or None, why not)."""

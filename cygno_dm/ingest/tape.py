@@ -1,8 +1,10 @@
-"""Ask a tape endpoint (WLCG Tape REST API v1) whether a file is archived: POST archiveinfo, read locality."""
+"""Ask a tape endpoint whether a file is archived (WLCG Tape REST v1 archiveinfo) and what it holds (HEAD with
+an RFC 3230 `Want-Digest: adler32`, which tape systems answer from their namespace, also for files only on tape)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import requests
@@ -14,6 +16,27 @@ ARCHIVED = frozenset({"TAPE", "DISK_AND_TAPE"})
 
 class TapeUnavailable(RuntimeError):
     """The tape endpoint cannot be reached or answers 5xx."""
+
+
+@dataclass(frozen=True)
+class TapeCopy:
+    """What the tape endpoint says of one file."""
+
+    locality: str
+    size: int | None
+    adler32: str | None
+
+    def problem(self, size: int, adler32: str) -> str | None:
+        """None when this is an archived copy of a file of this size and adler32, else what is wrong."""
+        if self.locality not in ARCHIVED:
+            return f"the tape endpoint reports {self.locality}, not on tape"
+        if self.size != size:
+            return f"the tape endpoint has {self.size} bytes, expected {size}"
+        if self.adler32 is None:
+            return "the tape endpoint gives no adler32 digest: the copy cannot be confirmed"
+        if self.adler32 != adler32:
+            return f"the tape endpoint has adler32 {self.adler32}, expected {adler32}"
+        return None
 
 
 class TapeRest:
@@ -66,3 +89,18 @@ class TapeRest:
                     return f"ERROR: {item['error']}"
                 return str(item.get("locality", "NONE"))
         return "NONE"
+
+    def copy(self, pfn: str) -> TapeCopy:
+        """Locality, size and adler32 of the file at `pfn` as the tape endpoint knows them."""
+        locality = self.locality(pfn)
+        base, path = self._base(pfn)
+        r = self._request("HEAD", base + path, headers={"Want-Digest": "adler32"})
+        if r.status_code == 404:
+            return TapeCopy(locality, None, None)
+        if r.status_code >= 400:
+            raise TapeUnavailable(f"{pfn}: HEAD HTTP {r.status_code}")
+        size = r.headers.get("Content-Length")
+        digests = dict(part.strip().split("=", 1) for part in r.headers.get("Digest", "").split(",") if "=" in part)
+        adler32 = digests.get("adler32") or digests.get("ADLER32")
+        return TapeCopy(locality, int(size) if size is not None else None,
+                        adler32.lower().zfill(8) if adler32 else None)
