@@ -66,6 +66,6 @@ class ProcessingCatalog(Catalog):
         try:
             pfn = self.pfn(rse, scope, name, operation="read")
             self._call(f"{scope}:{name}", self.client.declare_suspicious_file_replicas, [pfn], reason)
-            log.warning("%s:%s on %s declared suspicious: %s", scope, name, rse, reason)
+            log.info("%s:%s on %s declared suspicious: %s", scope, name, rse, reason)
         except Exception as err:  # a report that failed must not hide the error being reported
             log.warning("%s:%s on %s: could not declare the replica suspicious: %s", scope, name, rse, err)

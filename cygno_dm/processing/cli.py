@@ -126,6 +126,7 @@ def did_aware(local: click.Command) -> click.Command:
 
 def run_dids(target: str | None, reco_opts: dict[str, Any], opts: dict[str, Any]) -> None:
     """Reconstruct every run that a DID or a filter designates; one line per run, exit 1 if any failed."""
+    from cygno_dm.processing import register
     from cygno_dm.processing.errors import ProcessingError
     from cygno_dm.processing.pipeline import Processor, Settings
     from cygno_dm.profile import ProfileError, load_profile
@@ -139,7 +140,8 @@ def run_dids(target: str | None, reco_opts: dict[str, Any], opts: dict[str, Any]
         if reco_opts["directional"] is not None:
             cfg = cfg.replace(directional=reco_opts["directional"])
         profile = load_profile(opts["profile_ref"])
-    except (RecoInputError, ProfileError) as err:
+        register.settings(profile)
+    except (RecoInputError, ProfileError, ProcessingError) as err:
         raise click.ClickException(str(err)) from None
     try:
         from rucio.client import Client

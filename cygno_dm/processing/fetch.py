@@ -22,9 +22,9 @@ def mismatch(path: Path, size: int, adler32: str) -> str | None:
     """None when `path` has this size and adler32, else what differs."""
     got = path.stat().st_size
     if got != size:
-        return f"{got} bytes instead of {size}"
+        return f"{got} bytes, Rucio records {size}"
     local = adler32_of(path)
-    return None if local == adler32.lower().zfill(8) else f"adler32 {local} instead of {adler32}"
+    return None if local == adler32.lower().zfill(8) else f"adler32 {local}, Rucio records {adler32}"
 
 
 def cached(path: Path, size: int, adler32: str) -> bool:
@@ -68,7 +68,7 @@ def fetch(catalog: ProcessingCatalog, scope: str, name: str, rse: str, size: int
         try:
             wrong = mismatch(tmp, size, adler32)
             if wrong:
-                raise CorruptReplica(f"{did}: the replica on {rse} is corrupt: read {wrong} (Rucio's record)")
+                raise CorruptReplica(f"{did}: the replica on {rse} is corrupt: read {wrong}")
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)

@@ -19,6 +19,11 @@ def distance(profile: Profile, site: str, rse: str) -> int:
     return min(d for d in (there, back, FAR) if d is not None)
 
 
+def closest_first(profile: Profile, site: str, rses: list[str]) -> list[str]:
+    """RSEs ordered by the profile's distance from `site` (ties by name)."""
+    return sorted(rses, key=lambda rse: (distance(profile, site, rse), rse))
+
+
 @dataclass(frozen=True)
 class Placement:
     """The replicas of one file: AVAILABLE disk RSEs (closest first), AVAILABLE tape RSEs, the rest by state."""
@@ -44,6 +49,4 @@ def placement(catalog: ProcessingCatalog, profile: Profile, site: str, scope: st
             tape.append(rep.rse)
         else:
             disk.append(rep.rse)
-    disk.sort(key=lambda rse: (distance(profile, site, rse), rse))
-    tape.sort(key=lambda rse: (distance(profile, site, rse), rse))
-    return Placement(disk, tape, other)
+    return Placement(closest_first(profile, site, disk), closest_first(profile, site, tape), other)
