@@ -1,4 +1,4 @@
-"""`cygno-dm reco ...`: pedestal, run, show, simulate, metrics."""
+"""`cygno-dm reco ...`: pedestal, run, show, simulate, convert, metrics."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ def _progress(label: str, enabled: bool) -> Iterator[tuple[Callable[[int], None]
         yield (lambda n: bar.update(task, total=n)), (lambda k: bar.advance(task, k))
 
 
-def _shape(_: click.Context, __: click.Parameter, value: str) -> tuple[int, int]:
+def _shape(_: click.Context, __: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
     try:
         h, w = (int(v) for v in value.lower().split("x"))
     except ValueError as exc:
@@ -54,25 +56,36 @@ def _shape(_: click.Context, __: click.Parameter, value: str) -> tuple[int, int]
     return h, w
 
 
+FRAME_SHAPE = click.option(
+    "--shape",
+    "frame_shape",
+    callback=_shape,
+    help="ROWSxCOLS of the camera frames of a MIDAS run whose ODB does not declare them (e.g. 2304x4096).",
+)
+
+
 @click.group("reco")
 def reco() -> None:
-    """Reconstruction: camera frames (HDF5) to cluster tables (HDF5)."""
+    """Reconstruction: camera frames (MIDAS or HDF5 raw) to cluster tables (HDF5)."""
 
 
 @reco.command()
 @click.argument("runfile", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Pedestal file [pedestal_run<N>.h5].")
 @click.option("--max-frames", default=200, show_default=True, help="Frames averaged.")
+@FRAME_SHAPE
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def pedestal(runfile: Path, output: Path | None, max_frames: int, progress: bool) -> None:
-    """Build the per-pixel pedestal map (mean, sigma) of a pedestal run."""
+def pedestal(
+    runfile: Path, output: Path | None, max_frames: int, frame_shape: tuple[int, int] | None, progress: bool
+) -> None:
+    """Build the per-pixel pedestal map (mean, sigma) of a pedestal run (MIDAS or HDF5 raw)."""
     from reco.pedestal import compute_pedestal, write_pedestal
-    from reco.rawfile import RawRun
+    from reco.runsource import open_run
 
-    with _errors(), RawRun(runfile) as raw:
+    with _errors(), contextlib.closing(open_run(runfile, frame_shape)) as raw:
         out = output or runfile.with_name(f"pedestal_run{raw.run:05d}.h5")
         with _progress("pedestal", progress) as (total, advance):
-            total(min(max_frames, raw.n_frames))
+            total(min(max_frames, raw.n_frames) if raw.n_frames is not None else max_frames)
             ped = compute_pedestal(raw, max_frames, advance)
         write_pedestal(out, ped, runfile)
     click.echo(f"pedestal of run {ped.run} ({ped.n_frames} frames) -> {out}")
@@ -92,6 +105,7 @@ def pedestal(runfile: Path, output: Path | None, max_frames: int, progress: bool
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256), help="Parallel frames.")
 @click.option("--directional/--no-directional", default=None, help="Override the directional stage.")
 @click.option("--max-frames", type=click.IntRange(1), help="Reconstruct only the first frames.")
+@FRAME_SHAPE
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def run_cmd(
     runfile: Path,
@@ -101,9 +115,10 @@ def run_cmd(
     workers: int,
     directional: bool | None,
     max_frames: int | None,
+    frame_shape: tuple[int, int] | None,
     progress: bool,
 ) -> None:
-    """Reconstruct a raw run file into an output file of cluster tables."""
+    """Reconstruct a raw run file (MIDAS .mid[.gz|.lz4|.bz2] or HDF5 raw) into cluster tables."""
     from reco.runner import reconstruct_run
 
     with _errors():
@@ -112,7 +127,15 @@ def run_cmd(
             cfg = cfg.replace(directional=directional)
         with _progress("reco", progress) as (total, advance):
             summary = reconstruct_run(
-                runfile, pedestal_file, output, cfg, workers, max_frames, progress=advance, on_start=total
+                runfile,
+                pedestal_file,
+                output,
+                cfg,
+                workers,
+                max_frames,
+                progress=advance,
+                on_start=total,
+                shape=frame_shape,
             )
     click.echo(
         f"run {summary.run}: {summary.n_events} events, {summary.n_clusters} clusters, "
@@ -146,6 +169,14 @@ def show(output: Path, event: int, png: Path | None, raw: Path | None, pedestal:
 @click.option("--run", "run_number", default=1001, show_default=True, type=click.IntRange(2))
 @click.option("--empty-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--mean-objects", default=3.0, show_default=True, type=click.FloatRange(0))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["hdf5", "midas"]),
+    default="hdf5",
+    show_default=True,
+    help="Raw run files: HDF5 raw (run<N>.h5) or MIDAS (run<N>.mid.gz, as the DAQ writes them).",
+)
 @click.option("--progress/--no-progress", default=True)
 def simulate(
     outdir: Path,
@@ -156,6 +187,7 @@ def simulate(
     run_number: int,
     empty_fraction: float,
     mean_objects: float,
+    fmt: str,
     progress: bool,
 ) -> None:
     """Write a synthetic pedestal run, physics run and truth file."""
@@ -175,8 +207,30 @@ def simulate(
         )
         with _progress("simulate", progress) as (total, advance):
             total(frames + pedestal_frames)
-            out = run_simulation(outdir, cfg, advance)
+            out = run_simulation(outdir, cfg, advance, fmt)
     click.echo(f"pedestal run: {out.pedestal_run}\nrun: {out.run}\ntruth: {out.truth}")
+
+
+@reco.command()
+@click.argument("runfile", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="HDF5 raw run file [<run>.h5].")
+@FRAME_SHAPE
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def convert(runfile: Path, output: Path | None, frame_shape: tuple[int, int] | None, progress: bool) -> None:
+    """Convert a MIDAS run file into an HDF5 raw run file (frames, PMT waveforms, banks, ODB)."""
+    from reco.convert import convert_midas
+    from reco.rawfile import RawRun
+    from reco.runsource import is_midas, run_stem
+
+    with _errors():
+        if not is_midas(runfile):
+            raise RecoInputError(f"{runfile}: not a MIDAS run file (.mid, .mid.gz, .mid.lz4, .mid.bz2)")
+        out = output or runfile.with_name(f"{run_stem(runfile)}.h5")
+        with _progress("convert", progress) as (_, advance):
+            convert_midas(runfile, out, frame_shape, advance)
+        with RawRun(out) as raw:
+            n, run, shape = raw.n_frames, raw.run, raw.shape
+    click.echo(f"run {run}: {n} frames {shape[0]}x{shape[1]} -> {out}")
 
 
 @reco.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from scipy import ndimage
 from reco.errors import RecoInputError
 from reco.output import open_reco, read_attrs
 from reco.pedestal import load_pedestal
-from reco.rawfile import RawRun
+from reco.runsource import open_run
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def event_display(
     raw = _locate(raw, output, attrs["input"]["name"])
     pedestal = _locate(pedestal, output, attrs["pedestal"]["name"])
     if raw is not None and pedestal is not None:
-        with RawRun(raw) as r:
+        with contextlib.closing(open_run(raw)) as r:
             ped = load_pedestal(pedestal)
             ped.check_compatible(r)
             image = r.read(event).astype(np.float32) - ped.mean

@@ -13,7 +13,8 @@ import numpy as np
 from reco.atomic import atomic_output
 from reco.errors import RecoInputError
 from reco.identity import file_identity
-from reco.rawfile import RawRun, open_h5
+from reco.rawfile import open_h5
+from reco.runsource import FrameSource, prefetch
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Pedestal:
         """Frame shape (rows, columns)."""
         return (int(self.mean.shape[0]), int(self.mean.shape[1]))
 
-    def check_compatible(self, raw: RawRun) -> None:
+    def check_compatible(self, raw: FrameSource) -> None:
         """Raise if this pedestal was not taken with the camera and frame shape of `raw`."""
         where = f"{raw.path}: pedestal {self.path or self.run}"
         if self.camera != raw.camera:
@@ -47,22 +48,25 @@ class Pedestal:
 
 
 def compute_pedestal(
-    raw: RawRun, max_frames: int = 200, progress: Callable[[int], None] | None = None
+    raw: FrameSource, max_frames: int = 200, progress: Callable[[int], None] | None = None
 ) -> Pedestal:
-    """Mean and sample sigma per pixel over the first `max_frames` frames of a run."""
-    n = min(raw.n_frames, max_frames)
+    """Mean and sample sigma per pixel over the first `max_frames` frames of a run (HDF5 raw or MIDAS)."""
+    n = 0
+    shift = s1 = s2 = np.zeros(0)
+    with prefetch(raw.frames(max_frames), depth=2) as frames:
+        for frame in frames:
+            if n == 0:
+                shift = frame.astype(np.float64)
+                s1 = np.zeros(raw.shape, np.float64)
+                s2 = np.zeros(raw.shape, np.float64)
+            d = frame - shift
+            s1 += d
+            s2 += d * d
+            n += 1
+            if progress:
+                progress(1)
     if n < 2:
-        raise RecoInputError(f"{raw.path}: a pedestal needs at least 2 frames, the run has {raw.n_frames}")
-    buf = np.empty(raw.shape, dtype=raw.frames.dtype)
-    shift = raw.read(0, buf).astype(np.float64)
-    s1 = np.zeros(raw.shape, np.float64)
-    s2 = np.zeros(raw.shape, np.float64)
-    for i in range(n):
-        d = raw.read(i, buf) - shift
-        s1 += d
-        s2 += d * d
-        if progress:
-            progress(1)
+        raise RecoInputError(f"{raw.path}: a pedestal needs at least 2 frames, the run has {n}")
     mean = shift + s1 / n
     var = np.maximum((s2 - s1 * s1 / n) / (n - 1), 0.0)
     log.info(

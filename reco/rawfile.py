@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,66 @@ def frame_filter() -> Mapping[str, Any]:
     return hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)
 
 
+class RawRunWriter:
+    """Appends frames to a raw run file being written; `finish` sets its attributes."""
+
+    def __init__(
+        self,
+        file: h5py.File,
+        shape: tuple[int, int],
+        dtype: np.dtype | type = np.uint16,
+        name: Path | None = None,
+    ) -> None:
+        self.file = file
+        self.name = name or Path(file.filename)  # named in errors (the final path, not the temporary one)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.frames = file.create_dataset(
+            "frames",
+            shape=(0, *self.shape),
+            maxshape=(None, *self.shape),
+            dtype=dtype,
+            chunks=(1, *self.shape),
+            **frame_filter(),
+        )
+        self.n = 0
+
+    def append(self, frame: np.ndarray) -> None:
+        """Add one frame."""
+        if frame.shape != self.shape:
+            raise RecoInputError(
+                f"{self.name}: frame {self.n} has shape {frame.shape}, expected {self.shape}"
+            )
+        self.frames.resize(self.n + 1, axis=0)
+        self.frames[self.n] = frame
+        self.n += 1
+
+    def finish(
+        self,
+        *,
+        run: int,
+        camera: str,
+        run_type: str,
+        pixel_size_mm: float,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write the run attributes."""
+        self.file.attrs.update(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "run": int(run),
+                "camera": camera,
+                "run_type": run_type,
+                "pixel_size_mm": float(pixel_size_mm),
+                "height": self.shape[0],
+                "width": self.shape[1],
+                "n_frames": self.n,
+            }
+        )
+        for key, value in (attrs or {}).items():
+            self.file.attrs[key] = value
+
+
 def write_raw_run(
     path: str | Path,
     frames: Iterable[np.ndarray] | np.ndarray,
@@ -48,43 +108,17 @@ def write_raw_run(
 ) -> Path:
     """Write a raw run file (one compressed chunk per frame), atomically."""
     path = Path(path)
-    height, width = shape
     with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
-        dset = f.create_dataset(
-            "frames",
-            shape=(0, height, width),
-            maxshape=(None, height, width),
-            dtype=dtype,
-            chunks=(1, height, width),
-            **frame_filter(),
-        )
-        n = 0
+        writer = RawRunWriter(f, shape, dtype, path)
         for frame in frames:
-            if frame.shape != (height, width):
-                raise RecoInputError(f"{path}: frame {n} has shape {frame.shape}, expected {shape}")
-            dset.resize(n + 1, axis=0)
-            dset[n] = frame
-            n += 1
+            writer.append(frame)
+        n = writer.n
         if pmt is not None:
             if len(pmt) != n:
                 raise RecoInputError(f"{path}: {len(pmt)} PMT waveforms for {n} frames")
             f.create_dataset("pmt", data=pmt, chunks=(1, *pmt.shape[1:]), compression="gzip")
-        f.attrs.update(
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "run": int(run),
-                "camera": camera,
-                "run_type": run_type,
-                "pixel_size_mm": float(pixel_size_mm),
-                "height": height,
-                "width": width,
-                "n_frames": n,
-            }
-        )
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = value
-    log.info("wrote raw run %d (%d frames %dx%d) to %s", run, n, height, width, path)
+        writer.finish(run=run, camera=camera, run_type=run_type, pixel_size_mm=pixel_size_mm, attrs=attrs)
+    log.info("wrote raw run %d (%d frames %dx%d) to %s", run, n, shape[0], shape[1], path)
     return path
 
 
@@ -119,8 +153,9 @@ class RawRun:
             raise RecoInputError(f"{p}: 'frames' has {dset.ndim} dimensions, expected 3 (frame, y, x)")
         if dset.dtype not in FRAME_DTYPES:
             raise RecoInputError(f"{p}: 'frames' has dtype {dset.dtype}, expected uint16 or float")
-        self.frames = dset
-        self.n_frames = int(dset.shape[0])
+        self.dataset = dset
+        self.dtype = dset.dtype
+        self.n_frames: int | None = int(dset.shape[0])
         self.shape: tuple[int, int] = (int(dset.shape[1]), int(dset.shape[2]))
         declared = (f.attrs.get("height"), f.attrs.get("width"))
         if None not in declared and tuple(int(v) for v in declared) != self.shape:
@@ -152,10 +187,10 @@ class RawRun:
         if not 0 <= index < self.n_frames:
             raise RecoInputError(f"{self.path}: frame {index} out of range (0..{self.n_frames - 1})")
         if out is None:
-            out = np.empty(self.shape, dtype=self.frames.dtype)
+            out = np.empty(self.shape, dtype=self.dataset.dtype)
         if not (self._direct and self._read_chunk(index, out)):
             try:
-                self.frames.read_direct(out, np.s_[index])
+                self.dataset.read_direct(out, np.s_[index])
             except (OSError, RuntimeError, ValueError) as exc:
                 raise RecoInputError(f"{self.path}: frame {index}: cannot read ({exc})") from exc
         if out.dtype.kind == "f":
@@ -164,10 +199,16 @@ class RawRun:
                 raise RecoInputError(f"{self.path}: frame {index} has {bad} NaN/inf pixels")
         return out
 
+    def frames(self, max_frames: int | None = None) -> Iterator[np.ndarray]:
+        """Frames in order (at most `max_frames`), each in a new array."""
+        n = self.n_frames if max_frames is None else min(max_frames, self.n_frames)
+        for i in range(n):
+            yield self.read(i)
+
     def _read_chunk(self, index: int, out: np.ndarray) -> bool:
         """Read a frame's raw Blosc chunk and decompress it into `out`; False if that is not possible."""
         try:
-            mask, data = self.frames.id.read_direct_chunk((index, 0, 0))
+            mask, data = self.dataset.id.read_direct_chunk((index, 0, 0))
             if mask or blosc2.get_cbuffer_sizes(data)[0] != out.nbytes:
                 return False
             blosc2.decompress(data, dst=out)

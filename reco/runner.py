@@ -24,7 +24,7 @@ from reco.frame import Calibration, FrameReconstructor, FrameResult
 from reco.identity import file_identity
 from reco.output import FORMAT, FORMAT_VERSION, OutputWriter
 from reco.pedestal import load_pedestal
-from reco.rawfile import RawRun
+from reco.runsource import FrameSource, open_run, prefetch, run_stem
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +41,23 @@ class RunSummary:
 
 
 def default_output(raw_path: Path) -> Path:
-    """Default output name: <stem>_reco.h5 next to the raw file."""
-    return raw_path.with_name(f"{raw_path.stem}_reco.h5")
+    """Default output name: <run>_reco.h5 next to the raw file (run01001.mid.gz -> run01001_reco.h5)."""
+    return raw_path.with_name(f"{run_stem(raw_path)}_reco.h5")
 
 
 class _Worker:
-    """Thread-local reader buffer and reconstructor."""
+    """Thread-local reconstructor of frames delivered by the frame source."""
 
-    def __init__(self, raw: RawRun, calib: Calibration, cfg: RecoConfig) -> None:
+    def __init__(self, raw: FrameSource, calib: Calibration, cfg: RecoConfig) -> None:
         self.raw = raw
         self.local = threading.local()
         self.calib = calib
         self.cfg = cfg
 
-    def __call__(self, index: int) -> FrameResult:
+    def __call__(self, index: int, frame: np.ndarray) -> FrameResult:
         loc = self.local
         if not hasattr(loc, "rec"):
             loc.rec = FrameReconstructor(self.calib, self.cfg)
-            loc.buf = np.empty(self.raw.shape, self.raw.frames.dtype)
-        frame = self.raw.read(index, loc.buf)
         try:
             return loc.rec(frame, index)
         except RecoInputError as exc:
@@ -75,8 +73,14 @@ def reconstruct_run(
     max_frames: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> RunSummary:
-    """Reconstruct `raw_path` with the pedestal file; write the output file atomically."""
+    """Reconstruct a raw run (MIDAS or HDF5 raw) with the pedestal file; write the output file atomically.
+
+    `on_start` gets the number of frames to process when it is known before reading (HDF5 raw, or
+    `max_frames`); a MIDAS file is streamed, so its frame count is known only at the end. `shape`
+    (rows, columns) overrides the frame shape a MIDAS run declares.
+    """
     cfg = cfg or RecoConfig()
     raw_path = Path(raw_path)
     out = Path(output) if output is not None else default_output(raw_path)
@@ -86,11 +90,12 @@ def reconstruct_run(
         raise RecoInputError(f"{out}: output directory does not exist")
     if out.exists() and any(p.exists() and out.samefile(p) for p in (raw_path, Path(pedestal_path))):
         raise RecoInputError(f"{out}: output would overwrite an input file")
-    with RawRun(raw_path) as raw:
+    with contextlib.closing(open_run(raw_path, shape)) as raw:
         ped = load_pedestal(pedestal_path)
         ped.check_compatible(raw)
         calib = Calibration.from_pedestal(ped, cfg)
-        n = raw.n_frames if max_frames is None else min(max_frames, raw.n_frames)
+        known = raw.n_frames if raw.n_frames is not None else max_frames
+        n = known if max_frames is None or known is None else min(max_frames, known)
         attrs = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -98,7 +103,6 @@ def reconstruct_run(
             "camera": raw.camera,
             "height": raw.shape[0],
             "width": raw.shape[1],
-            "n_frames_input": raw.n_frames,
             "pedestal_run": ped.run,
             "config": cfg.to_json(),
             "config_toml": cfg.to_toml(),
@@ -106,7 +110,7 @@ def reconstruct_run(
             f"numpy {np.__version__})",
             "features": json.dumps(list(FEATURES)),
         }
-        if on_start:
+        if on_start and n is not None:
             on_start(n)
         work = _Worker(raw, calib, cfg)
         sparks = 0
@@ -118,38 +122,54 @@ def reconstruct_run(
             }
             writer = OutputWriter(tmp, attrs)
             try:
-                with contextlib.closing(_ordered_map(work, n, workers)) as results:
+                # frames are read (and decompressed) in a background thread, ahead of the workers
+                with (
+                    prefetch(raw.frames(max_frames), depth=2) as frames,
+                    contextlib.closing(_ordered_map(work, enumerate(frames), workers)) as results,
+                ):
                     for index, res in results:
                         writer.append(raw.run, index, res)
                         sparks += res.spark
                         if progress:
                             progress(1)
+                # -1: a streamed run cut by max_frames, whose total was not read
+                writer.file.attrs["n_frames_input"] = raw.n_frames if raw.n_frames is not None else -1
                 for key, fut in idents.items():
                     writer.file.attrs[key] = json.dumps(fut.result(), sort_keys=True)
             finally:
                 for fut in idents.values():
                     fut.cancel()
                 writer.close()
-    log.info("run %d: %d events, %d clusters, %d sparks -> %s", raw.run, n, writer.n_clusters, sparks, out)
-    return RunSummary(out, raw.run, n, writer.n_clusters, sparks)
+    log.info(
+        "run %d: %d events, %d clusters, %d sparks -> %s",
+        raw.run,
+        writer.n_events,
+        writer.n_clusters,
+        sparks,
+        out,
+    )
+    return RunSummary(out, raw.run, writer.n_events, writer.n_clusters, sparks)
 
 
-def _ordered_map(fn: Callable[[int], FrameResult], n: int, workers: int) -> Iterator[tuple[int, FrameResult]]:
-    """Yield (index, fn(index)) in index order, computing up to 2*workers frames ahead."""
+def _ordered_map(
+    fn: Callable[[int, np.ndarray], FrameResult], items: Iterator[tuple[int, np.ndarray]], workers: int
+) -> Iterator[tuple[int, FrameResult]]:
+    """Yield (index, fn(index, frame)) in order, computing up to 2*workers frames ahead."""
     if workers == 1:
-        for i in range(n):
-            yield i, fn(i)
+        for i, frame in items:
+            yield i, fn(i, frame)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reco") as pool:
         pending: collections.deque[tuple[int, Future[FrameResult]]] = collections.deque()
-        nxt = 0
         try:
-            while nxt < n or pending:
-                while nxt < n and len(pending) < 2 * workers:
-                    pending.append((nxt, pool.submit(fn, nxt)))
-                    nxt += 1
-                i, fut = pending.popleft()
-                yield i, fut.result()
+            for i, frame in items:
+                pending.append((i, pool.submit(fn, i, frame)))
+                if len(pending) >= 2 * workers:
+                    j, fut = pending.popleft()
+                    yield j, fut.result()
+            while pending:
+                j, fut = pending.popleft()
+                yield j, fut.result()
         finally:
             for _, fut in pending:
                 fut.cancel()

@@ -14,7 +14,7 @@ import numpy as np
 
 from reco.atomic import atomic_output
 from reco.errors import RecoInputError
-from reco.rawfile import write_raw_run
+from reco.runsource import run_writer
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,11 @@ def generate_events(
         yield digitize(frame)
 
 
-def simulate(outdir: str | Path, cfg: SimConfig, progress: Callable[[int], None] | None = None) -> SimOutput:
-    """Write a pedestal run, a physics run and its truth file into `outdir`."""
+def simulate(
+    outdir: str | Path, cfg: SimConfig, progress: Callable[[int], None] | None = None, fmt: str = "hdf5"
+) -> SimOutput:
+    """Write a pedestal run, a physics run (`fmt`: hdf5 -> run<N>.h5, midas -> run<N>.mid.gz) and the truth file."""
+    suffix, write_run = run_writer(fmt)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     cam = make_camera(cfg)
@@ -197,8 +200,8 @@ def simulate(outdir: str | Path, cfg: SimConfig, progress: Callable[[int], None]
             if progress:
                 progress(1)
 
-    ped_path = write_raw_run(
-        outdir / f"run{ped_run:05d}.h5",
+    ped_path = write_run(
+        outdir / f"run{ped_run:05d}{suffix}",
         ped_frames(),
         run=ped_run,
         shape=shape,
@@ -214,8 +217,8 @@ def simulate(outdir: str | Path, cfg: SimConfig, progress: Callable[[int], None]
             if progress:
                 progress(1)
 
-    run_path = write_raw_run(
-        outdir / f"run{cfg.run:05d}.h5",
+    run_path = write_run(
+        outdir / f"run{cfg.run:05d}{suffix}",
         phys_frames(),
         run=cfg.run,
         shape=shape,
