@@ -7,6 +7,7 @@ A pedestal run is a raw file of the same TAG whose metadata match the profile's 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from cygno_dm.processing.errors import ProcessingError
 from cygno_dm.processing.register import settings
 from cygno_dm.profile import Profile
 from reco.pedestal import Pedestal, compute_pedestal, load_pedestal, write_pedestal
-from reco.rawfile import RawRun
+from reco.runsource import open_run
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ def pedestal_run(catalog: ProcessingCatalog, profile: Profile, raw: RawFile) -> 
 
 def make_pedestal(raw_path: Path, out: Path, frames: int, progress: Callable[[int], None] | None = None,
                   on_start: Callable[[int], None] | None = None) -> Pedestal:
-    """Compute the pedestal map of a local pedestal run file and write it to `out` (complete or absent)."""
-    with RawRun(raw_path) as run:
+    """Compute the pedestal map of a local pedestal run file (MIDAS or HDF5 raw) and write it to `out`."""
+    with contextlib.closing(open_run(raw_path)) as run:
         if on_start:
-            on_start(min(frames, run.n_frames))
+            on_start(min(frames, run.n_frames) if run.n_frames is not None else frames)
         ped = compute_pedestal(run, frames, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_pedestal(out, ped, raw_path)
