@@ -49,7 +49,7 @@ DID_OPTIONS = [
     click.Option(["--account"], default=None, help="Rucio account [RUCIO_ACCOUNT or rucio.cfg]."),
     click.Option(["--json", "as_json"], is_flag=True, help="Print one JSON object per run."),
 ]
-DID_NAMES = [p.name for p in DID_OPTIONS]
+OPTION = {p.name: p.opts[0] for p in DID_OPTIONS}
 
 
 class ConsoleEvents(Events):
@@ -99,7 +99,7 @@ def did_aware(local: click.Command) -> click.Command:
         params.append(param)
 
     def callback(**kwargs: Any) -> None:
-        opts = {name: kwargs.pop(name) for name in DID_NAMES}
+        opts = {name: kwargs.pop(name) for name in OPTION}
         runfile = kwargs["runfile"]
         if opts["filter_"] is not None or (runfile and looks_like_did(runfile) and not Path(runfile).exists()):
             run_dids(runfile, kwargs, opts)
@@ -108,8 +108,7 @@ def did_aware(local: click.Command) -> click.Command:
             raise click.UsageError("give a RUNFILE, a DID (scope:name) or --filter")
         if kwargs["pedestal_file"] is None:
             raise click.UsageError("Missing option '--pedestal' (a local run file needs its pedestal file)")
-        used = [f"--{name.rstrip('_').replace('_', '-')}" for name in ("register", "campaign", "keep_raw", "scope")
-                if opts[name]]
+        used = [OPTION[name] for name in ("register", "campaign", "keep_raw", "scope", "as_json") if opts[name]]
         if used:
             raise click.UsageError(f"{', '.join(used)}: only for DIDs, not for the local file {runfile}")
         kwargs["runfile"] = Path(runfile)

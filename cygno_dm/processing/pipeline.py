@@ -93,9 +93,18 @@ class Processor:
         with self._outages():
             return resolve(self.catalog, self.profile, target, scope, filter_)
 
-    def output_did(self, raw: RawFile) -> str:
-        """The DID the output of `raw` is registered as with these settings."""
-        return f"{register.output_scope(self.profile)}:{register.reco_name(self.version, raw.tag, raw.digits)}"
+    def output_did(self, scope: str, name: str) -> str:
+        """The DID the output of raw file scope:name is registered as with these settings."""
+        m = self.profile.naming.raw_name_re.match(name)
+        if not m:
+            raise ProcessingError(f"{scope}:{name}: not a raw run file name <TAG>/run<N>{self.profile.naming.raw_suffix}")
+        return f"{register.output_scope(self.profile)}:{register.reco_name(self.version, m['tag'], m['run'])}"
+
+    def is_registered(self, scope: str, name: str) -> bool:
+        """Whether the output of scope:name for these settings is registered with an AVAILABLE replica."""
+        out_scope, out_name = self.output_did(scope, name).split(":", 1)
+        with self._outages():
+            return any(r.state == "AVAILABLE" for r in self.catalog.replicas(out_scope, out_name))
 
     def process(self, scope: str, name: str) -> Result:
         """Reconstruct scope:name; ProcessingError (bad input) or Unavailable (outage), nothing registered then."""
@@ -168,7 +177,7 @@ class Processor:
             return self._pedestals[did]
         local = self.settings.cache / scope / name
         info = self.catalog.get_file(scope, name)
-        if info is not None and info.get("adler32"):
+        if info is not None:
             self.events.step(did, "using the registered pedestal map")
             self.acquire(scope, name, int(info["bytes"]), str(info["adler32"]).lower())
         else:

@@ -3,29 +3,27 @@ are reconstructed by DID from disk and from tape, outputs registered with proven
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 import reco
+from cygno_dm.ingest.checksums import adler32_of
+from cygno_dm.processing import Processor, Settings
 from cygno_dm.processing.catalog import ProcessingCatalog
 from cygno_dm.processing.register import config_hash, reco_version
 from cygno_dm.processing.stage import staging_rule
 from reco.config import RecoConfig
 from tests.processing.conftest import RAW, REGISTRAR, TAG, Runs, cygno_dm, wait_dataset_rules
-from tests.rucio_helpers import rucio, s3_client
+from tests.rucio_helpers import md5, rucio, s3_client, wait_rules
 
 pytestmark = pytest.mark.rucio
 ANALYSIS = "cygno-analysis"
 STAGING = "CNAF_USERDISK"
-
-
-def md5(path: Path) -> str:
-    """MD5 of a file."""
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def analysis_catalogue(runs: Runs) -> dict[str, tuple]:
@@ -58,6 +56,12 @@ def test_a_run_is_reconstructed_by_did_registered_with_provenance_and_downloaded
     ped_did = f"{ANALYSIS}:PED/{TAG}/pedestal_run{runs.pedestal:05d}.h5"
     before = analysis_catalogue(runs)
 
+    def registered(cfg: RecoConfig | None = None) -> bool:  # what a lifecycle daemon asks before processing
+        proc = Processor(tb.profile, tb.client("alice"), Settings(cache=tmp_path / "lib", cfg=cfg or RecoConfig()))
+        return proc.is_registered(RAW, runs.name(runs.physics))
+
+    assert not registered()
+
     # A physicist reconstructs by DID, without registering: nothing changes in the catalogue.
     res = reco_run(runs, "alice", tmp_path / "alice", runs.did(runs.physics))
     assert res.returncode == 0, res.stderr[-3000:]
@@ -77,7 +81,7 @@ def test_a_run_is_reconstructed_by_did_registered_with_provenance_and_downloaded
     assert md5(prod_out) == md5(alice_out), "same run, config and version: same bytes"
     raw = client.get_did(RAW, runs.name(runs.physics))
     did = client.get_did(ANALYSIS, out_name)
-    assert (did["bytes"], did["adler32"]) == (prod_out.stat().st_size, _adler32(prod_out))
+    assert (did["bytes"], did["adler32"]) == (prod_out.stat().st_size, adler32_of(prod_out))
     meta = client.get_metadata(ANALYSIS, out_name, plugin="ALL")
     assert {k: meta[k] for k in ("parent_did", "parent_adler32", "pedestal_did", "software_version", "config_hash",
                                  "reco_version", "reco_campaign", "run_number", "number_of_events")} == {
@@ -87,6 +91,7 @@ def test_a_run_is_reconstructed_by_did_registered_with_provenance_and_downloaded
     ped_meta = client.get_metadata(ANALYSIS, ped_did.split(":", 1)[1], plugin="ALL")
     assert ped_meta["parent_did"] == runs.did(runs.pedestal)
     assert ped_meta["parent_adler32"] == client.get_did(RAW, runs.name(runs.pedestal))["adler32"]
+    assert registered() and not registered(RecoConfig(nsigma=1.5))
     assert [p["name"] for p in client.list_parent_dids(ANALYSIS, out_name)] == [f"RECO/{version}"]
     rules = {(r["rse_expression"], r["account"]) for r in client.list_did_rules(ANALYSIS, f"RECO/{version}")}
     wanted = {(tb.profile.processing.output_rse, REGISTRAR)}
@@ -125,12 +130,22 @@ def test_a_run_is_reconstructed_by_did_registered_with_provenance_and_downloaded
     new = set(analysis_catalogue(runs)) - set(registered)
     assert new == {other_name, f"RECO/{other}"}
     assert client.get_metadata(ANALYSIS, other_name, plugin="ALL")["config_hash"] == config_hash(RecoConfig(nsigma=1.5))
+    assert registered(RecoConfig(nsigma=1.5))
 
 
-def _adler32(path: Path) -> str:
-    from cygno_dm.ingest.checksums import adler32_of
-
-    return adler32_of(path)
+def test_the_closest_disk_replica_is_read_over_webdav_too(runs: Runs, tmp_path: Path) -> None:
+    tb, name = runs.tb, runs.name(runs.physics)
+    webdav = next(n for n, rse in tb.profile.rses.items() if rse.kind == "webdav")
+    rule = tb.client(REGISTRAR).add_replication_rule([{"scope": RAW, "name": name}], 1, webdav)[0]
+    wait_rules(tb, [rule])
+    # Processing that runs next to the WebDAV site reads from it (davs through Rucio's gfal protocol).
+    profile = tomllib.loads(Path(tb.settings.profile).read_text())
+    profile["processing"]["site_rse"] = webdav
+    (tmp_path / "profile.toml").write_bytes(tomli_w.dumps(profile).encode())
+    res = reco_run(runs, "alice", tmp_path, runs.did(runs.physics), "--profile", str(tmp_path / "profile.toml"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"reading {runs.local[runs.physics].stat().st_size:,} bytes from {webdav}" in res.stderr
+    assert f"{runs.did(runs.physics)}: 4 events" in res.stdout
 
 
 def remove_disk_replicas(runs: Runs, run: int) -> None:
