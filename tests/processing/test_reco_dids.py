@@ -56,11 +56,11 @@ def test_a_run_is_reconstructed_by_did_registered_with_provenance_and_downloaded
     ped_did = f"{ANALYSIS}:PED/{TAG}/pedestal_run{runs.pedestal:05d}.h5"
     before = analysis_catalogue(runs)
 
-    def registered(cfg: RecoConfig | None = None) -> bool:  # what a lifecycle daemon asks before processing
+    def is_registered(cfg: RecoConfig | None = None) -> bool:  # what a lifecycle daemon asks before processing
         proc = Processor(tb.profile, tb.client("alice"), Settings(cache=tmp_path / "lib", cfg=cfg or RecoConfig()))
         return proc.is_registered(RAW, runs.name(runs.physics))
 
-    assert not registered()
+    assert not is_registered()
 
     # A physicist reconstructs by DID, without registering: nothing changes in the catalogue.
     res = reco_run(runs, "alice", tmp_path / "alice", runs.did(runs.physics))
@@ -91,7 +91,7 @@ def test_a_run_is_reconstructed_by_did_registered_with_provenance_and_downloaded
     ped_meta = client.get_metadata(ANALYSIS, ped_did.split(":", 1)[1], plugin="ALL")
     assert ped_meta["parent_did"] == runs.did(runs.pedestal)
     assert ped_meta["parent_adler32"] == client.get_did(RAW, runs.name(runs.pedestal))["adler32"]
-    assert registered() and not registered(RecoConfig(nsigma=1.5))
+    assert is_registered() and not is_registered(RecoConfig(nsigma=1.5))
     assert [p["name"] for p in client.list_parent_dids(ANALYSIS, out_name)] == [f"RECO/{version}"]
     rules = {(r["rse_expression"], r["account"]) for r in client.list_did_rules(ANALYSIS, f"RECO/{version}")}
     wanted = {(tb.profile.processing.output_rse, REGISTRAR)}
@@ -130,7 +130,7 @@ def test_a_run_is_reconstructed_by_did_registered_with_provenance_and_downloaded
     new = set(analysis_catalogue(runs)) - set(registered)
     assert new == {other_name, f"RECO/{other}"}
     assert client.get_metadata(ANALYSIS, other_name, plugin="ALL")["config_hash"] == config_hash(RecoConfig(nsigma=1.5))
-    assert registered(RecoConfig(nsigma=1.5))
+    assert is_registered(RecoConfig(nsigma=1.5))
 
 
 def test_the_closest_disk_replica_is_read_over_webdav_too(runs: Runs, tmp_path: Path) -> None:
