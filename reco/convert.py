@@ -112,6 +112,24 @@ class _Digitizers:
         self.group = group
         self.boards: dict[int, dict[str, _Table]] = {}
 
+    def decode(self, rec: Record, where: str) -> list[DigitizerBoard]:
+        """Decode and store the event's DGH0/DIG0 boards; after a failure, keep only the raw banks."""
+        head = next((b for b in rec.banks if b.name == DIGITIZER_HEADER), None)
+        data = next((b for b in rec.banks if b.name == DIGITIZER_DATA), None)
+        if head is None or data is None or "not_decoded" in self.group.attrs:
+            return []
+        try:
+            boards = decode_digitizers(
+                head.array(), data.array(), f"{where} {DIGITIZER_HEADER}/{DIGITIZER_DATA}"
+            )
+            for k, b in enumerate(boards):
+                self.add(k, b, rec.frame_index)
+        except ValueError as exc:
+            log.warning("%s; digitizer banks kept raw in /midas/banks only", exc)
+            self.group.attrs["not_decoded"] = str(exc)
+            return []
+        return boards
+
     def add(self, k: int, b: DigitizerBoard, frame: int) -> None:
         if k not in self.boards:
             g = self.group.create_group(f"board{k}")
@@ -132,6 +150,10 @@ class _Digitizers:
                 f"board {k} has {b.n_channels} channels x {b.n_samples} samples, "
                 f"earlier events had {t['waveforms'].dset.shape[1:]}"
             )
+        if b.model != self.group[f"board{k}"].attrs["model"]:
+            raise ValueError(
+                f"board {k} is a {b.model}, earlier events had a {self.group[f'board{k}'].attrs['model']}"
+            )
         t["waveforms"].add(b.waveforms)
         t["frame"].add(np.full(b.n_triggers, frame, "<i8"))
         t["ttt"].add(b.ttt)
@@ -149,11 +171,12 @@ def convert_midas(
     shape: tuple[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Path:
-    """Write the HDF5 raw run file of a MIDAS run, atomically; return the number of frames via the file.
+    """Write the HDF5 raw run file of a MIDAS run, atomically; return its path.
 
     Adds to the raw format: `/pmt` [frame, channel, sample] when every frame has one single-trigger
     digitizer board, `/digitizers/board<K>` (all decoded PMT triggers), `/midas/events`, every non-camera
     bank under `/midas/banks/<NAME>` (data, offsets, event) and the begin/end-of-run ODB dumps as JSON.
+    Digitizer banks that do not decode are kept raw: `/digitizers` then says why in `not_decoded`.
     """
     path, output = Path(path), Path(output)
     if output.exists() and path.exists() and output.samefile(path):
@@ -173,7 +196,7 @@ def convert_midas(
         row = 0
         with prefetch(run.records(), depth=2) as records:
             for rec in records:
-                _event_row(events, rec, row)
+                _event_row(events, rec)
                 where = f"{path}: {rec.event.describe()}"
                 for bank in rec.banks:
                     if bank is rec.frame_bank:
@@ -181,12 +204,7 @@ def convert_midas(
                     if bank.name not in stores:
                         stores[bank.name] = _BankStore(banks_group, bank)
                     stores[bank.name].add(bank, row, where)
-                boards = _boards(rec, where)
-                for k, b in enumerate(boards):
-                    try:
-                        digitizers.add(k, b, rec.frame_index)
-                    except ValueError as exc:
-                        raise RecoInputError(f"{where}: {DIGITIZER_HEADER}/{DIGITIZER_DATA}: {exc}") from exc
+                boards = digitizers.decode(rec, where)
                 if rec.frame is not None:
                     frames.append(rec.frame)
                     single = (
@@ -235,21 +253,10 @@ def convert_midas(
     return output
 
 
-def _event_row(events: _Table, rec: Record, row: int) -> None:
+def _event_row(events: _Table, rec: Record) -> None:
     ev = rec.event
     events.add(
         np.array(
             [(ev.index, ev.event_id, ev.trigger_mask, ev.serial, ev.timestamp, rec.frame_index)], EVENT_DTYPE
         )
     )
-
-
-def _boards(rec: Record, where: str) -> list[DigitizerBoard]:
-    head = next((b for b in rec.banks if b.name == DIGITIZER_HEADER), None)
-    data = next((b for b in rec.banks if b.name == DIGITIZER_DATA), None)
-    if head is None or data is None:
-        return []
-    try:
-        return decode_digitizers(head.array(), data.array(), f"{where} {DIGITIZER_HEADER}/{DIGITIZER_DATA}")
-    except ValueError as exc:
-        raise RecoInputError(str(exc)) from exc

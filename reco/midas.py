@@ -394,7 +394,12 @@ class MidasFile:
             raise RecoInputError(f"{self.path}: cannot read: {exc}") from exc
         self.compression = _compression(head)
         if self.compression == "gzip":
-            self._file: IO[bytes] = _open_gzip(self.path, gzip_backend)
+            try:
+                self._file: IO[bytes] = _open_gzip(self.path, gzip_backend)
+            except ImportError as exc:
+                raise RecoInputError(f"{GZIP_ENV}={gzip_backend} needs its package: {exc}") from exc
+            except _STREAM_ERRORS as exc:
+                raise RecoInputError(f"{self.path}: corrupt gzip stream: {exc}") from exc
         elif self.compression == "lz4":
             if lz4_frame is None:  # pragma: no cover
                 raise RecoInputError(f"{self.path}: .lz4 needs the lz4 package (pip install lz4)")
@@ -429,7 +434,7 @@ class MidasFile:
                     break
                 got += k
         except _STREAM_ERRORS as exc:
-            kind = {"gzip": "gzip", "lz4": "lz4", "bz2": "bz2"}.get(self.compression, "file")
+            kind = self.compression if self.compression != "none" else "file"
             raise RecoInputError(
                 f"{self._where()}: truncated or corrupt {kind} stream while reading the {what} ({exc})"
             ) from exc

@@ -154,7 +154,6 @@ class MidasRun:
         self.camera_bank = camera_bank
         self.n_frames: int | None = None
         self.eor_odb: dict[str, Any] | None = None
-        self._declared = shape
         with MidasFile(self.path, gzip_backend) as mf:
             events = mf.events()
             first = next(events, None)

@@ -627,3 +627,67 @@ def test_every_gzip_library_reads_the_same_frames(
     monkeypatch.setenv("CYGNO_DM_GZIP", "pigz")
     with pytest.raises(RecoInputError, match="unknown gzip library 'pigz' \\(CYGNO_DM_GZIP\\)"):
         MidasRun(sims["midas"].run)
+
+
+def test_bad_frame_in_the_middle_of_a_run(sims: dict[str, SimOutput], ped: Path, tmp_path: Path) -> None:
+    frames = list(MidasRun(sims["midas"].run).frames())
+    path = tmp_path / "run01001.mid.lz4"
+    odb = run_odb(1001, (64, 96), "SIM-CAM", "physics", 0.152, None)
+    with CompressedSink(path) as sink:
+        w = MidasWriter(sink, 1001, odb)
+        for i, f in enumerate(frames):
+            w.write_event([("CAM0", f if i != 4 else f.reshape(-1)[:-96])])
+        w.finish(odb)
+    with pytest.raises(
+        RecoInputError, match=r"run01001\.mid\.lz4: event 5 \(serial 4\) bank CAM0: 12096 bytes do not fit"
+    ):
+        reconstruct_run(path, ped, tmp_path / "out.h5", workers=2)
+    _no_output(tmp_path)
+    # the frames before it are fine
+    assert reconstruct_run(path, ped, tmp_path / "out.h5", max_frames=4).n_events == 4
+
+
+def test_corrupt_gzip_data(sims: dict[str, SimOutput], ped: Path, tmp_path: Path) -> None:
+    data = bytearray(sims["midas"].run.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 64] = bytes(64)  # scribble over compressed data
+    bad = tmp_path / "run01001.mid.gz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(
+        RecoInputError, match=r"run01001\.mid\.gz: event \d+ .*(corrupt gzip stream|bank|truncated)"
+    ):
+        reconstruct_run(bad, ped, tmp_path / "out.h5")
+    _no_output(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".mid", ".mid.lz4", ".mid.bz2"])
+def test_reco_of_other_compressions(
+    sims: dict[str, SimOutput], ped: Path, tmp_path: Path, suffix: str
+) -> None:
+    with RawRun(sims["hdf5"].run) as raw:
+        src = write_midas_run(
+            tmp_path / f"run01001{suffix}", raw.frames(), run=1001, shape=raw.shape, camera=raw.camera
+        )
+    out = reconstruct_run(src, ped, tmp_path / "out.h5")
+    ref = reconstruct_run(sims["hdf5"].run, ped, tmp_path / "ref.h5")
+    assert read_table(out.output, "pixels").equals(read_table(ref.output, "pixels")) and out.n_events == 6
+
+
+def test_undecodable_digitizer_banks_are_kept_raw(tmp_path: Path) -> None:
+    path = tmp_path / "run00040.mid.gz"
+    odb = run_odb(40, (32, 32), "SIM-CAM", "physics", 0.152, None)
+    board = DigitizerBoard(1742, 10, 2, 1, 12, 750, np.zeros(2), np.array([0]), np.array([0]),
+                           np.ones((1, 2, 10), np.uint16))  # fmt: skip
+    dgh, dig = encode_digitizers([board])
+    with CompressedSink(path) as sink:
+        w = MidasWriter(sink, 40, odb)
+        for i in range(3):
+            head = dgh if i != 1 else dgh[:-3]  # event 2: header cut short
+            w.write_event([("CAM0", np.full((32, 32), i, np.uint16)), ("DGH0", head), ("DIG0", dig)])
+        w.finish(odb)
+    out = convert_midas(path, tmp_path / "run00040.h5")
+    with h5py.File(out) as f:
+        assert "pmt" not in f and f["frames"].shape == (3, 32, 32)
+        assert "event 2 (serial 1) DGH0/DIG0: header ends inside" in f["digitizers"].attrs["not_decoded"]
+        assert f["midas/banks/DGH0/offsets"][()].tolist() == [0, len(dgh), 2 * len(dgh) - 3, 3 * len(dgh) - 3]
+        assert np.array_equal(f["midas/banks/DIG0/data"][()], np.tile(dig, 3))
