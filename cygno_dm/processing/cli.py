@@ -60,7 +60,7 @@ class ConsoleEvents(Events):
         self.bars = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), console=self.console, transient=True,
                              disable=not (bars and self.console.is_terminal))
-        self.task = self.bars.add_task("", total=None)
+        self.task = self.bars.add_task("looking up DIDs in Rucio", total=None)
 
     def step(self, did: str, message: str) -> None:
         self.console.print(f"{did}: {message}", highlight=False, soft_wrap=True, markup=False)
