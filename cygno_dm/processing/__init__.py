@@ -1,11 +1,6 @@
 """Reconstruction of Rucio DIDs: resolve runs, read (or recall from tape) and verify them, find their pedestal,
 reconstruct, and register the outputs with provenance.
 
-`Processor` is the library entry point (the lifecycle daemons call it); `cygno-dm reco run SCOPE:NAME` is the
-command line on top of it.
+`cygno_dm.processing.pipeline.Processor` is the library entry point (the lifecycle daemons call it); `cygno-dm reco
+run SCOPE:NAME` is the command line on top of it (`cygno_dm.processing.cli`).
 """
-
-from cygno_dm.processing.errors import ProcessingError, Unavailable
-from cygno_dm.processing.pipeline import Processor, Result, Settings
-
-__all__ = ["ProcessingError", "Processor", "Result", "Settings", "Unavailable"]

@@ -26,7 +26,7 @@ from rich.progress import (
 )
 
 from cygno_dm.processing.dids import looks_like_did
-from cygno_dm.processing.pipeline import Events
+from cygno_dm.processing.events import Events
 
 CACHE_ENV = "CYGNO_DM_CACHE"
 DID_OPTIONS = [

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cygno_dm.processing.catalog import ProcessingCatalog
 from cygno_dm.processing.errors import ProcessingError
 from cygno_dm.profile import Profile
+
+if TYPE_CHECKING:
+    from cygno_dm.processing.catalog import ProcessingCatalog
 
 DID_RE = re.compile(r"^(?P<scope>[^:\s]+):(?P<name>\S+)$")
 

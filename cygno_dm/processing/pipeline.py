@@ -16,6 +16,7 @@ from cygno_dm.processing import register
 from cygno_dm.processing.catalog import ProcessingCatalog
 from cygno_dm.processing.dids import RawFile, raw_file, resolve
 from cygno_dm.processing.errors import ProcessingError, Unavailable
+from cygno_dm.processing.events import Events
 from cygno_dm.processing.fetch import CorruptReplica, cached, fetch
 from cygno_dm.processing.pedestals import made_from, make_pedestal, pedestal_run
 from cygno_dm.processing.replicas import Placement, placement
@@ -26,22 +27,6 @@ from reco.errors import RecoInputError
 from reco.runner import reconstruct_run
 
 log = logging.getLogger(__name__)
-
-
-class Events:
-    """What the processing reports while it works; this base ignores it (the CLI shows it)."""
-
-    def step(self, did: str, message: str) -> None:
-        """A new step for `did` (reading, staging, reconstructing, registering)."""
-
-    def rule(self, did: str, rule: dict[str, Any]) -> None:
-        """The staging rule of `did` as last polled."""
-
-    def start(self, label: str, total: int) -> None:
-        """Frame-by-frame work begins: `total` frames."""
-
-    def advance(self, n: int) -> None:
-        """`n` more frames done."""
 
 
 @dataclass(frozen=True)

@@ -69,14 +69,11 @@ class Runs:
         return f"{TAG}/runs-{str(run)[:4]}xx"
 
 
-def write_runs(directory: Path, base: int) -> dict[int, tuple[Path, dict]]:
-    """Synthetic 256x256 MIDAS runs with their run-log sidecars: {run: (file, metadata)}."""
+def write_runs(directory: Path, plan: list[tuple[int, str, int]]) -> dict[int, tuple[Path, dict]]:
+    """Synthetic 256x256 MIDAS runs (run, run_type, number_of_events the run log claims) with their run-log
+    sidecars: {run: (file, metadata)}."""
     out: dict[int, tuple[Path, dict]] = {}
     work = directory.parent / "sim"
-    plan = [  # (run written, kind, events claimed by the run log)
-        (base, "pedestal", 150), (base + 50, "pedestal", 50), (base + 101, "physics", 4),
-        (base + 201, "physics", 4), (base + 301, "physics", 4), (base - 1, "physics", 4),
-    ]
     for run, kind, events in plan:
         sim_run = run + 1 if kind == "pedestal" else run  # simulate writes the pedestal run as run - 1
         made = simulate(work / str(run), SimConfig(height=256, width=256, n_frames=4, pedestal_frames=8, seed=7,
@@ -90,6 +87,29 @@ def write_runs(directory: Path, base: int) -> dict[int, tuple[Path, dict]]:
         out[run] = (dest, meta)
     shutil.rmtree(work)
     return out
+
+
+def ingest_runs(tb: Testbed, where: Path, base: int, plan: list[tuple[int, str, int]]) -> Runs:
+    """Write the planned runs under `where` and upload them with `cygno-dm ingest` as the DAQ account."""
+    daq = where / TAG
+    daq.mkdir(parents=True)
+    files = write_runs(daq, plan)
+    res = subprocess.run([CYGNO_DM, "ingest", "run", "--watch", f"{TAG}={daq}", "--once", "--settle", "0",
+                          "--keep-local", "--journal", str(where / "journal.sqlite")],
+                         env=env_of(tb, "rucio-daq"), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    client = tb.client("root")
+    for run, (path, meta) in files.items():
+        name = Runs.name(run)
+        assert client.get_did(RAW, name)["bytes"] == path.stat().st_size
+        got = client.get_metadata(RAW, name, plugin="ALL")
+        assert (got["run_type"], got["number_of_events"]) == (meta["run_type"], meta["number_of_events"])
+    return Runs(tb, base, {run: path for run, (path, _) in files.items()})
+
+
+def random_base() -> int:
+    """A run-number base no other module uses: a multiple of 1000 with six digits."""
+    return random.Random().randrange(110, 890) * 1000
 
 
 def env_of(tb: Testbed, account: str, **extra: str) -> dict[str, str]:
@@ -119,19 +139,8 @@ def wait_dataset_rules(tb: Testbed, scope: str, dataset: str, timeout: float = 3
 
 @pytest.fixture(scope="module")
 def runs(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    """Six LNF runs (pedestal runs, physics runs) ingested by the DAQ uploader, with their run metadata."""
-    base = random.Random().randrange(110, 890) * 1000
-    daq = tmp_path_factory.mktemp("daq") / TAG
-    daq.mkdir()
-    files = write_runs(daq, base)
-    res = subprocess.run([CYGNO_DM, "ingest", "run", "--watch", f"{TAG}={daq}", "--once", "--settle", "0",
-                          "--keep-local", "--journal", str(daq.parent / "journal.sqlite")],
-                         env=env_of(testbed, "rucio-daq"), capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    client = testbed.client("root")
-    for run, (path, meta) in files.items():
-        name = Runs.name(run)
-        assert client.get_did(RAW, name)["bytes"] == path.stat().st_size
-        got = client.get_metadata(RAW, name, plugin="ALL")
-        assert (got["run_type"], got["number_of_events"]) == (meta["run_type"], meta["number_of_events"])
-    return Runs(testbed, base, {run: path for run, (path, _) in files.items()})
+    """LNF pedestal and physics runs ingested by the DAQ uploader, with their run metadata."""
+    base = random_base()
+    plan = [(base, "pedestal", 150), (base + 50, "pedestal", 50), (base + 101, "physics", 4),
+            (base + 301, "physics", 4), (base - 1, "physics", 4)]
+    return ingest_runs(testbed, tmp_path_factory.mktemp("daq"), base, plan)

@@ -1,10 +1,10 @@
 """`cygno-dm reco run SCOPE:NAME` on the real testbed (SQLite and PostgreSQL): runs uploaded by the DAQ uploader
-are reconstructed by DID from disk and from tape, outputs registered with provenance and downloaded by a user."""
+are reconstructed by DID, outputs registered with provenance and downloaded by a user; bad input registers nothing.
+Recalls from tape: test_reco_tape.py."""
 
 from __future__ import annotations
 
 import json
-import time
 import tomllib
 from pathlib import Path
 
@@ -13,17 +13,14 @@ import tomli_w
 
 import reco
 from cygno_dm.ingest.checksums import adler32_of
-from cygno_dm.processing import Processor, Settings
-from cygno_dm.processing.catalog import ProcessingCatalog
+from cygno_dm.processing.pipeline import Processor, Settings
 from cygno_dm.processing.register import config_hash, reco_version
-from cygno_dm.processing.stage import staging_rule
 from reco.config import RecoConfig
 from tests.processing.conftest import RAW, REGISTRAR, TAG, Runs, cygno_dm, wait_dataset_rules
 from tests.rucio_helpers import md5, rucio, s3_client, wait_rules
 
 pytestmark = pytest.mark.rucio
 ANALYSIS = "cygno-analysis"
-STAGING = "CNAF_USERDISK"
 
 
 def analysis_catalogue(runs: Runs) -> dict[str, tuple]:
@@ -146,51 +143,6 @@ def test_the_closest_disk_replica_is_read_over_webdav_too(runs: Runs, tmp_path: 
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"reading {runs.local[runs.physics].stat().st_size:,} bytes from {webdav}" in res.stderr
     assert f"{runs.did(runs.physics)}: 4 events" in res.stdout
-
-
-def remove_disk_replicas(runs: Runs, run: int) -> None:
-    """As root: expire every rule keeping the run on disk, and wait until its only replica is on tape."""
-    client = runs.tb.client("root")
-    name = runs.name(run)
-    for did in (name, runs.dataset(run)):
-        for rule in client.list_did_rules(RAW, did):
-            if not runs.tb.profile.rses[rule["rse_expression"]].kind == "tape":
-                client.update_replication_rule(rule["id"], {"lifetime": 0})
-    deadline = time.monotonic() + 300
-    while True:
-        states = next(iter(client.list_replicas([{"scope": RAW, "name": name}], all_states=True)))["states"]
-        if set(states) == {"T1_USERTAPE"}:
-            return
-        assert time.monotonic() < deadline, states
-        time.sleep(1)
-
-
-def test_a_run_only_on_tape_is_recalled_once_then_reconstructed(runs: Runs, tmp_path: Path) -> None:
-    tb, client = runs.tb, runs.tb.client("root")
-    wait_dataset_rules(tb, RAW, runs.dataset(runs.tape))  # archived on tape
-    remove_disk_replicas(runs, runs.tape)
-    name = runs.name(runs.tape)
-
-    # No time to wait: the staging rule is asked for, and the command says to come back later.
-    res = reco_run(runs, "alice", tmp_path, runs.did(runs.tape), "--stage-timeout", "0")
-    assert res.returncode == 1
-    (line,) = errors(res.stderr)
-    assert line.startswith(f"Error: {runs.did(runs.tape)}: staging rule ") and "run again later" in line
-    (rule,) = [r for r in client.list_did_rules(RAW, name) if r["rse_expression"] == STAGING]
-    assert rule["account"] == "alice" and rule["expires_at"] is not None  # a recall, with a lifetime
-
-    # Asking again gives the same rule, whatever state it has reached: recalls never pile up.
-    alice = ProcessingCatalog(lambda: tb.client("alice"), "alice")
-    assert staging_rule(alice, RAW, name, STAGING, 3600) == (rule["id"], False)
-
-    # Run again: the recall completes and the run is read from the staging disk.
-    res = reco_run(runs, "alice", tmp_path, runs.did(runs.tape))
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"{runs.did(runs.tape)}: 4 events" in res.stdout
-    assert f"reading {runs.local[runs.tape].stat().st_size:,} bytes from {STAGING}" in res.stderr
-    assert [r["id"] for r in client.list_did_rules(RAW, name) if r["rse_expression"] == STAGING] == [rule["id"]]
-    states = next(iter(client.list_replicas([{"scope": RAW, "name": name}], all_states=True)))["states"]
-    assert states == {"T1_USERTAPE": "AVAILABLE", STAGING: "AVAILABLE"}
 
 
 def corrupt_disk_replicas(runs: Runs, run: int) -> list[str]:
