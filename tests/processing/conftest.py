@@ -125,15 +125,19 @@ def cygno_dm(tb: Testbed, account: str, *args: str, cache: Path | None = None,
                           timeout=timeout)
 
 
-def wait_dataset_rules(tb: Testbed, scope: str, dataset: str, timeout: float = 300) -> None:
-    """Wait until every rule on a dataset is OK."""
-    client = tb.client("root")
+def wait_raw_copies(runs: Runs, run: int, timeout: float = 300) -> dict[str, str]:
+    """Wait until the run has an AVAILABLE replica on every RSE the profile's raw rules name; return the states.
+
+    (A dataset rule is OK before the judge has seen the files attached to it: its state alone proves nothing.)
+    """
+    client = runs.tb.client("root")
+    wanted = {rule.rse_expression for rule in runs.tb.profile.replication["raw"]}
     deadline = time.monotonic() + timeout
     while True:
-        rules = list(client.list_did_rules(scope, dataset))
-        if rules and all(r["state"] == "OK" for r in rules):
-            return
-        assert time.monotonic() < deadline, [(r["rse_expression"], r["state"], r["error"]) for r in rules]
+        states = next(iter(client.list_replicas([{"scope": RAW, "name": runs.name(run)}], all_states=True)))["states"]
+        if all(states.get(rse) == "AVAILABLE" for rse in wanted):
+            return states
+        assert time.monotonic() < deadline, states
         time.sleep(1)
 
 

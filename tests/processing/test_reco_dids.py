@@ -16,7 +16,7 @@ from cygno_dm.ingest.checksums import adler32_of
 from cygno_dm.processing.pipeline import Processor, Settings
 from cygno_dm.processing.register import config_hash, reco_version
 from reco.config import RecoConfig
-from tests.processing.conftest import RAW, REGISTRAR, TAG, Runs, cygno_dm, wait_dataset_rules
+from tests.processing.conftest import RAW, REGISTRAR, TAG, Runs, cygno_dm, wait_raw_copies
 from tests.rucio_helpers import md5, rucio, s3_client, wait_rules
 
 pytestmark = pytest.mark.rucio
@@ -147,10 +147,8 @@ def test_the_closest_disk_replica_is_read_over_webdav_too(runs: Runs, tmp_path: 
 
 def corrupt_disk_replicas(runs: Runs, run: int) -> list[str]:
     """Flip one byte of every disk copy of a run, on the storage behind Rucio's back; return the RSEs."""
-    tb = runs.tb
-    wait_dataset_rules(tb, RAW, runs.dataset(run))
-    name = runs.name(run)
-    states = next(iter(tb.client("root").list_replicas([{"scope": RAW, "name": name}], all_states=True)))["states"]
+    tb, name = runs.tb, runs.name(run)
+    states = wait_raw_copies(runs, run)
     disks = sorted(rse for rse in states if tb.profile.rses[rse].kind != "tape")
     for rse in disks:
         assert tb.profile.rses[rse].kind == "s3", rse

@@ -13,7 +13,7 @@ from cygno_dm.processing.catalog import ProcessingCatalog
 from cygno_dm.processing.stage import staging_rule
 from testbed.stack import Testbed
 from tests.conftest import running_testbed
-from tests.processing.conftest import RAW, Runs, cygno_dm, ingest_runs, random_base, wait_dataset_rules
+from tests.processing.conftest import RAW, Runs, cygno_dm, ingest_runs, random_base, wait_raw_copies
 
 pytestmark = pytest.mark.rucio
 TAPE = "T1_USERTAPE"
@@ -35,7 +35,7 @@ def only_on_tape(runs: Runs, run: int) -> None:
     """As root: expire every rule keeping the run on disk; wait until only tape has it, outside the buffer."""
     tb: Testbed = runs.tb
     client, name = tb.client("root"), runs.name(run)
-    wait_dataset_rules(tb, RAW, runs.dataset(run))  # archived on tape
+    wait_raw_copies(runs, run)  # archived on tape before the disk copies go
     for did in (name, runs.dataset(run)):
         for rule in client.list_did_rules(RAW, did):
             if tb.profile.rses[rule["rse_expression"]].kind != "tape":
