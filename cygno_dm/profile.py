@@ -131,6 +131,30 @@ class MetadataKey(_Strict):
     max: float | None = None
 
 
+class Processing(_Strict):
+    """Where reconstruction of DIDs runs, reads and writes (`cygno-dm reco run SCOPE:NAME`)."""
+
+    site_rse: str  # processing runs next to this RSE: replicas are read from the closest disk by `distances`
+    staging_rse: str  # disk RSE that tape recalls go to (a rule with staging_lifetime_days)
+    output_rse: str  # RSE that derived files (RECO/, PED/) are uploaded to
+    output_scope: str | None = None  # default: the first analysis scope
+    staging_lifetime_days: Annotated[int, Field(ge=1)] = 7
+    campaign: str = "default"  # reco_campaign of registered outputs (--campaign overrides)
+    version: str = "{software}-{config}"  # RECO/<version>/...: {software} version, {config} config hash
+    pedestal_filter: str = "run_type=pedestal"  # which runs are pedestal runs, as a `rucio did list --filter`
+    pedestal_min_events: Annotated[int, Field(ge=1)] = 100  # pedestal runs need number_of_events >= this
+    pedestal_frames: Annotated[int, Field(ge=2)] = 200  # frames averaged into a pedestal map
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        try:
+            v.format(software="s", config="c")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"version {v!r} may use only the fields {{software}} and {{config}}: {err}") from None
+        return v
+
+
 class TapeTiming(_Strict):
     """How the testbed's tape endpoint behaves: seconds to migrate, to evict from the buffer, to recall."""
 
@@ -155,6 +179,7 @@ class Profile(_Strict):
     distances: dict[str, dict[str, int]] = {}
     replication: dict[str, list[Rule]] = {}
     metadata: dict[str, MetadataKey] = {}  # empty: the policy package's defaults (CYGNO's run-log columns)
+    processing: Processing | None = None
     testbed: TestbedSettings = TestbedSettings()
 
     @field_validator("rses")
@@ -180,7 +205,21 @@ class Profile(_Strict):
         for dtype in self.replication:
             if dtype not in ("raw", "sim", "analysis"):
                 raise ValueError(f"replication: data type {dtype!r} must be raw, sim or analysis")
+        if self.processing is not None:
+            self._check_processing(self.processing)
         return self
+
+    def _check_processing(self, proc: Processing) -> None:
+        for field_name in ("site_rse", "staging_rse", "output_rse"):
+            rse = getattr(proc, field_name)
+            if rse not in self.rses:
+                raise ValueError(f"processing.{field_name}: unknown RSE {rse!r}")
+            if field_name != "site_rse" and self.rses[rse].kind == "tape":
+                raise ValueError(f"processing.{field_name}: {rse} is tape; a disk RSE is needed")
+        if proc.output_scope is not None and proc.output_scope not in self.scopes.analysis:
+            raise ValueError(f"processing.output_scope: {proc.output_scope!r} is not an analysis scope")
+        if proc.output_scope is None and not self.scopes.analysis:
+            raise ValueError("processing: the profile has no analysis scope for outputs")
 
     def accounts_with(self, role: str) -> list[Account]:
         """Accounts holding a role."""

@@ -45,6 +45,7 @@ DAEMONS: tuple[Daemon, ...] = (
     Daemon("conveyor-poller", "rucio.daemons.conveyor.poller", "poller", {**_NO_WAIT, "older_than": 0}),
     Daemon("conveyor-finisher", "rucio.daemons.conveyor.finisher", "finisher", _NO_WAIT),
     Daemon("judge-repairer", "rucio.daemons.judge.repairer"),
+    Daemon("judge-cleaner", "rucio.daemons.judge.cleaner"),  # removes expired rules (lifetimes, deleted rules)
     Daemon("undertaker", "rucio.daemons.undertaker.undertaker"),
     Daemon("reaper", "rucio.daemons.reaper.reaper", kwargs={"greedy": True}),
     Daemon("abacus-account", "rucio.daemons.abacus.account"),
