@@ -135,9 +135,7 @@ def reconstruct(tb: Testbed, work: Path) -> bool:
     profile = tb.profile
     scope, tag, digits = profile.scopes.raw[0], profile.naming.tags[0], profile.naming.run_digits_min
     daq_account, user_account = profile.accounts_with("daq")[0].name, profile.accounts_with("user")[0].name
-    # Registration needs add_replicas on the analysis RSE, which the policy grants the production role only once
-    # issue 10 lands; until then the data manager registers.
-    registrar = profile.accounts_with("data-manager")[0].name
+    registrar = profile.accounts_with("production")[0].name  # production accounts register derived data
     sim = simulate(work / "sim", SimConfig(height=256, width=256, n_frames=4, pedestal_frames=100, run=11),
                    fmt="midas")
     daq = tb.client(daq_account)

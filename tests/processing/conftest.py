@@ -20,9 +20,7 @@ from testbed.stack import Testbed
 CYGNO_DM = str(Path(sys.executable).parent / "cygno-dm")
 RAW = "cygno-data"
 TAG = "LNF"
-# Registers outputs. The profile's production account (cygno-prod) is refused add_replicas on the analysis RSE by
-# rucio_policies/permission.py today (issue 10 changes that file); the data manager stands in for it meanwhile.
-REGISTRAR = "cygno-dm"
+REGISTRAR = "cygno-prod"  # the profile's production account registers outputs
 
 
 @dataclass
