@@ -22,6 +22,7 @@ LOGGER = logging.getLogger(__name__)
 PRIVILEGED = ("admin", "data-manager")  # roles that manage an experiment's replicas and rules
 PROTECTED_RAW_KEYS = frozenset({"lifetime", "eol_at"})  # setting them schedules the deletion of raw data
 RULE_REMOVING_OPTIONS = frozenset({"lifetime", "locked", "account", "child_rule_id", "rse_expression"})
+OWN_RULE_OPTIONS = frozenset({"lifetime", "comment", "activity"})  # what users change on their own unlocked rules
 
 
 class Decision:
@@ -351,9 +352,12 @@ def _rule_change(action: str) -> Callable[[Who, dict[str, Any], Registry, Sessio
             return ALLOW
         if who.role == "daq":
             return _deny("daq-no-rule-change", f"the DAQ account {who.name} may not {action.replace('_', ' ')}s")
-        if action == "del_rule" and _ext(rule["account"]) == who.name and not rule.get("locked"):
+        own = _ext(rule["account"]) == who.name and not rule.get("locked")
+        if own and (action == "del_rule" or (action == "update_rule"
+                                             and set(kwargs.get("options", {})) <= OWN_RULE_OPTIONS)):
             return ALLOW
-        return _deny("rule-owner", f"account {who.name} may only delete its own unlocked rules")
+        return _deny("rule-owner", f"account {who.name} may only delete its own unlocked rules or change their "
+                                   f"{', '.join(sorted(OWN_RULE_OPTIONS))}")
 
     perm.__doc__ = f"Changing an existing rule ({action})."
     return perm

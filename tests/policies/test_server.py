@@ -133,6 +133,7 @@ DISK, TAPE = (lambda w: w.disk), (lambda w: TAPE_RSE)
 DELETE = lambda c, rid: c.delete_replication_rule(rid)  # noqa: E731
 UNLOCK = lambda c, rid: c.update_replication_rule(rid, {"locked": False})  # noqa: E731
 EXPIRE = lambda c, rid: c.update_replication_rule(rid, {"lifetime": 86400})  # noqa: E731
+LOCK = lambda c, rid: c.update_replication_rule(rid, {"locked": True})  # noqa: E731
 
 
 def UNLOCK_DELETE(c: Any, rule_id: str) -> None:  # noqa: N802
@@ -198,6 +199,10 @@ CASES = [
     Case("user adds a rule on raw data", "user", True, _add_rule()),
     Case("user adds a locked rule", "user", False, _add_rule(locked=True)),
     Case("user removes own rule", "user", True, _rule_change(DISK, False, "user", DELETE)),
+    Case("user expires own rule", "user", True, _rule_change(DISK, False, "user", EXPIRE)),
+    Case("production expires own rule", "production", True, _rule_change(DISK, False, "production", EXPIRE)),
+    Case("user locks own rule", "user", False, _rule_change(DISK, False, "user", LOCK)),
+    Case("user expires the dm's rule", "user", False, _rule_change(DISK, False, "data-manager", EXPIRE)),
     Case("user removes the dm's rule", "user", False, _rule_change(DISK, False, "data-manager", DELETE)),
     Case("user declares a bad replica", "user", False, _declare_bad),
     Case("user signs a raw deletion URL", "user", False, _sign_delete),
