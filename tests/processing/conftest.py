@@ -95,7 +95,7 @@ def ingest_runs(tb: Testbed, where: Path, base: int, plan: list[tuple[int, str, 
     res = subprocess.run([CYGNO_DM, "ingest", "run", "--watch", f"{TAG}={daq}", "--once", "--settle", "0",
                           "--keep-local", "--journal", str(where / "journal.sqlite")],
                          env=env_of(tb, "rucio-daq"), capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode in (0, 3), res.stderr[-3000:]  # 3: registered, the tape archive still pending
     client = tb.client("root")
     for run, (path, meta) in files.items():
         name = Runs.name(run)
