@@ -86,6 +86,7 @@ def _second_experiment(name: str = "flash", scopes: tuple[str, ...] = ("flash-ra
     data["scopes"] = {"raw": list(scopes), "sim": [], "analysis": [], "user_prefix": "user."}
     data["naming"]["tags"] = ["GS"]
     data["accounts"] = [{"name": "root", "role": "root", "password": "x"}, {"name": account, "role": role}]
+    data["processing"] = None  # no analysis scope, so no reconstruction outputs either
     return data
 
 
