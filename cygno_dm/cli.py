@@ -24,6 +24,21 @@ from reco.cli import reco
 console = Console(stderr=True)
 
 
+class LazyLifecycle(click.Group):
+    """`cygno-dm lifecycle`, imported when used (the daemon's dependencies stay out of the other commands)."""
+
+    def _real(self) -> click.Group:
+        from lifecycle.cli import lifecycle
+
+        return lifecycle
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._real().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._real().get_command(ctx, name)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="log what happens")
 def main(verbose: bool) -> None:
@@ -128,6 +143,8 @@ def env_cmd(state_dir: Path | None, account: str) -> None:
 reco.add_command(did_aware(reco.commands["run"]))  # `reco run` also takes DIDs and --filter
 main.add_command(reco)
 register_ingest(main)
+main.add_command(LazyLifecycle("lifecycle", help="Reconstruct new raw runs without being asked, exactly once per "
+                                                 "campaign (daemon, status)."))
 
 if __name__ == "__main__":
     main()

@@ -155,6 +155,16 @@ class Processing(_Strict):
         return v
 
 
+class Messaging(_Strict):
+    """The STOMP broker Rucio's Hermes publishes to and the lifecycle daemon listens on."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 61613
+    destination: str = "/topic/rucio.events"
+    username: str = "guest"  # testbed broker; production brokers take their credentials from the environment
+    password: str = "guest"
+
+
 class TapeTiming(_Strict):
     """How the testbed's tape endpoint behaves: seconds to migrate, to evict from the buffer, to recall."""
 
@@ -180,6 +190,7 @@ class Profile(_Strict):
     replication: dict[str, list[Rule]] = {}
     metadata: dict[str, MetadataKey] = {}  # empty: the policy package's defaults (CYGNO's run-log columns)
     processing: Processing | None = None
+    messaging: Messaging | None = None  # Hermes hints for the lifecycle daemon (none: reconciliation only)
     testbed: TestbedSettings = TestbedSettings()
 
     @field_validator("rses")

@@ -51,10 +51,44 @@ DAEMONS: tuple[Daemon, ...] = (
     Daemon("abacus-account", "rucio.daemons.abacus.account"),
     Daemon("abacus-rse", "rucio.daemons.abacus.rse"),
     Daemon("abacus-collection-replica", "rucio.daemons.abacus.collection_replica"),
+    Daemon("hermes", "testbed.daemons", "hermes_pass"),  # the server's messages to the broker (if configured)
 )
 NAMES = tuple(d.name for d in DAEMONS)
 
 _stop = False
+_broker: dict[str, Any] = {}  # Hermes' STOMP connections, kept open between passes
+
+
+def hermes_pass(once: bool = True) -> None:
+    """One pass of Rucio's Hermes to its broker (`[messaging-hermes]`, services_list activemq): deliver the queued
+    messages and delete those delivered. Its own run_once opens new connections on every pass and never closes
+    them, so this pass keeps one set open. Without a [hermes] section it does nothing."""
+    from rucio.common.config import config_has_section
+
+    if not config_has_section("hermes"):
+        return
+    from rucio.core.message import delete_messages
+    from rucio.daemons.hermes import hermes
+
+    def logger(level: int, msg: str, *args: Any) -> None:
+        log.log(level, "hermes: " + msg, *args)
+
+    if not _broker:
+        conns, destination, username, password, use_ssl = hermes.setup_activemq(logger)
+        if not conns:
+            raise RuntimeError("hermes: no broker could be set up from [messaging-hermes]")
+        _broker.update(conns=conns, destination=destination, username=username, password=password,
+                       use_ssl=use_ssl)
+    found: dict[str, list[dict[str, Any]]] = {}
+    hermes.build_message_dict(bulk=1000, thread=0, total_threads=1, message_dict=found, logger=logger,
+                              service="activemq")
+    messages = found.get("activemq", [])
+    if not messages:
+        return
+    sent = set(hermes.deliver_to_activemq(messages=messages, logger=logger, **_broker))
+    delete_messages(messages=[{"id": m["id"], "created_at": m["created_at"], "updated_at": m["created_at"],
+                               "payload": str(m["payload"]), "event_type": m["event_type"],
+                               "services": m["services"]} for m in messages if m["id"] in sent])
 
 
 def _handle_stop(signum: int, _frame: object) -> None:

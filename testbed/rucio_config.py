@@ -42,6 +42,12 @@ def server_sections(profile: Profile, state: Path, database_url: str, rucio_url:
         "credentials": {"signature_lifetime": "3600"},
         "api": {},
     }
+    if profile.messaging is not None:  # Hermes delivers the server's messages to the broker (STOMP)
+        m = profile.messaging
+        sections["messaging-hermes"] = {
+            "brokers": m.host, "port": str(m.port), "nonssl_port": str(m.port), "use_ssl": "False",
+            "username": m.username, "password": m.password, "destination": m.destination}
+        sections["hermes"] = {"services_list": "activemq"}
     for section, values in rucio_policies.server_config().items():
         sections.setdefault(section, {}).update(values)
     return sections

@@ -99,6 +99,11 @@ class Processor:
             except RecoInputError as err:
                 raise ProcessingError(f"{scope}:{name}: {err}") from None
 
+    def pedestal_map(self, scope: str, name: str) -> str:
+        """Make (or find) the registered pedestal map of pedestal run scope:name; its DID."""
+        with self._outages():
+            return self.pedestal(raw_file(self.catalog, self.profile, scope, name))[0]
+
     # -- steps ----------------------------------------------------------------------------------
     @contextmanager
     def _outages(self) -> Iterator[None]:

@@ -1,0 +1,120 @@
+"""The ground truth: what Rucio says about the raw runs. New run DIDs in the profile's raw scopes become `seen`;
+a pending run is ready when a disk replica is AVAILABLE and its pedestal map is known (pedestal runs go first);
+a run whose output is already registered is done without a job."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from cygno_dm.processing import register
+from cygno_dm.processing.dids import parse_filter, raw_file
+from cygno_dm.processing.errors import ProcessingError
+from cygno_dm.processing.pedestals import pedestal_run
+from cygno_dm.processing.pipeline import Processor
+from cygno_dm.processing.replicas import placement
+from lifecycle.jobs import PEDESTAL, RECO
+from lifecycle.store import DONE, Run, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A run that can be submitted now."""
+
+    did: str
+    kind: str  # RECO or PEDESTAL
+    output_did: str
+
+
+class Reconciler:
+    """Compares the store with Rucio for one campaign, through a Processor's catalogue (same naming rules)."""
+
+    def __init__(self, proc: Processor, store: Store, campaign: str) -> None:
+        self.proc, self.store, self.campaign = proc, store, campaign
+        self.profile, self.catalog = proc.profile, proc.catalog
+
+    # -- discovery ------------------------------------------------------------------------------
+    def discover(self, scope: str, names: list[str] | None = None) -> list[str]:
+        """Record the raw run files of `scope` (all, or these names) in the store; the DIDs that are new."""
+        rx = self.profile.naming.raw_name_re
+        if names is None:
+            names = self.catalog.list_dids(scope, [{"name": "*"}], f"listing {scope}")
+        runs = {n: int(m["run"]) for n in names if (m := rx.match(n))}
+        if not runs:
+            return []
+        pedestals = self._pedestal_names(scope, list(runs) if len(runs) == 1 else None)
+        new = self.store.see(self.campaign, [(f"{scope}:{n}", r, n in pedestals) for n, r in runs.items()])
+        for did in new:
+            log.info("%s: seen (campaign %s)", did, self.campaign)
+        return new
+
+    def _pedestal_names(self, scope: str, only: list[str] | None) -> set[str]:
+        filters = parse_filter(self.proc.proc.pedestal_filter, name=only[0] if only else "*")
+        return set(self.catalog.list_dids(scope, filters, f"pedestal runs of {scope}"))
+
+    def discover_all(self) -> list[str]:
+        """discover() on every raw scope of the profile."""
+        return [did for scope in self.profile.scopes.raw for did in self.discover(scope)]
+
+    def hinted(self, scope: str, name: str) -> list[str]:
+        """The raw run DIDs a hint about scope:name concerns (the file, or the files of a dataset), recorded."""
+        if scope not in self.profile.scopes.raw:
+            return []
+        if self.profile.naming.raw_name_re.match(name):
+            names = [name]
+        else:
+            try:
+                names = [n for s, n in self.catalog.files_of(scope, name) if s == scope]
+            except Exception as err:  # not a collection, or gone: a hint is only a hint
+                log.debug("hint %s:%s: %s", scope, name, err)
+                return []
+        names = [n for n in names if self.catalog.get_file(scope, n) is not None]
+        for n in names:
+            self.discover(scope, [n])
+        return [f"{scope}:{n}" for n in names]
+
+    # -- readiness ------------------------------------------------------------------------------
+    def output_of(self, run: Run) -> str:
+        """The output DID of a run: its reconstruction, or the pedestal map of a pedestal run."""
+        scope, name = run.did.split(":", 1)
+        if run.pedestal:
+            m = self.profile.naming.raw_name_re.match(name)
+            return f"{register.output_scope(self.profile)}:{register.pedestal_name(m['tag'], m['run'])}"
+        return self.proc.output_did(scope, name)
+
+    def check(self, run: Run) -> Ready | None:
+        """Ready, or None after recording what the run waits for (or that its output already exists)."""
+        scope, name = run.did.split(":", 1)
+        output = self.output_of(run)
+        if self._available(*output.split(":", 1)):
+            if self.store.done(run.did, self.campaign, output):
+                log.info("%s: done (its output %s is registered)", run.did, output)
+            return None
+        where = placement(self.catalog, self.profile, self.proc.proc.site_rse, scope, name)
+        if not where.disk:
+            return self._wait(run, f"an AVAILABLE disk replica ({where.describe()})")
+        if not run.pedestal:
+            try:
+                ped_name = pedestal_run(self.catalog, self.profile, raw_file(self.catalog, self.profile, scope, name))
+            except ProcessingError as err:
+                return self._wait(run, f"pedestal: {err}")
+            ped_did = f"{scope}:{ped_name}"
+            m = self.profile.naming.raw_name_re.match(ped_name)
+            ped_map = register.pedestal_name(m["tag"], m["run"])
+            if not self._available(register.output_scope(self.profile), ped_map):
+                ped_row = self.store.get(ped_did, self.campaign)
+                if ped_row is None or ped_row.state != DONE:
+                    state = ped_row.state if ped_row else "not seen yet"
+                    return self._wait(run, f"pedestal: the map of {ped_did} ({state})")
+        return Ready(run.did, PEDESTAL if run.pedestal else RECO, output)
+
+    def _available(self, scope: str, name: str) -> bool:
+        return any(r.state == "AVAILABLE" for r in self.catalog.replicas(scope, name))
+
+    def _wait(self, run: Run, what: str) -> None:
+        if run.waiting_for != what:
+            log.info("%s: waiting for %s", run.did, what)
+        self.store.wait(run.did, self.campaign, what)
+        return None

@@ -1,0 +1,230 @@
+"""The lifecycle state of each (raw run DID, campaign): seen, waiting (for what), submitted, running, done, failed.
+
+One row per (did, campaign), enforced by a unique constraint; every transition is a compare-and-set UPDATE in its
+own transaction, so two daemons, a restart or a duplicate hint can never submit a run twice: only the UPDATE that
+moves a row out of `seen`/`waiting` claims it. Rows a dead daemon held (its lease expired) go back to `seen`.
+SQLite by default, PostgreSQL with a postgresql:// URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+SEEN, WAITING, SUBMITTED, RUNNING, DONE, FAILED = "seen", "waiting", "submitted", "running", "done", "failed"
+STATES = (SEEN, WAITING, SUBMITTED, RUNNING, DONE, FAILED)
+PENDING = (SEEN, WAITING)
+IN_FLIGHT = (SUBMITTED, RUNNING)
+
+metadata = sa.MetaData()
+runs = sa.Table(
+    "lifecycle_runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("did", sa.String(512), nullable=False),
+    sa.Column("campaign", sa.String(128), nullable=False),
+    sa.Column("run_number", sa.BigInteger, nullable=False),
+    sa.Column("pedestal", sa.Boolean, nullable=False, default=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("waiting_for", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("output_did", sa.String(512)),
+    sa.Column("owner", sa.String(128)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("seen_at", sa.Float, nullable=False),
+    sa.Column("submitted_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("did", "campaign", name="uq_lifecycle_run_campaign"),
+    sa.CheckConstraint(f"state IN ({', '.join(repr(s) for s in STATES)})", name="ck_lifecycle_state"),
+    sa.Index("ix_lifecycle_campaign_state", "campaign", "state"),
+)
+
+
+class StoreError(RuntimeError):
+    """The state database cannot be used as given (bad URL, unreachable)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row: a raw run DID in one campaign."""
+
+    did: str
+    campaign: str
+    run_number: int
+    pedestal: bool
+    state: str
+    waiting_for: str | None
+    reason: str | None
+    attempts: int
+    output_did: str | None
+    owner: str | None
+    lease_until: float | None
+    seen_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    updated_at: float
+
+
+def database_url(database: str | None, default_dir: Path) -> str:
+    """SQLite in `default_dir` unless a postgresql:// (psycopg 3) or sqlite:/// URL is given."""
+    if not database:
+        default_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(default_dir / 'lifecycle.sqlite').resolve()}"
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if database.startswith(prefix):
+            return "postgresql+psycopg://" + database.removeprefix(prefix)
+    if database.startswith("sqlite:///"):
+        return database
+    raise StoreError(f"--database: {database!r} must be a sqlite:/// or postgresql:// URL")
+
+
+class Store:
+    """Lifecycle rows in one database; each method is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        sqlite = url.startswith("sqlite")
+        self.engine = sa.create_engine(url, connect_args={"timeout": 30} if sqlite else {},
+                                       pool_pre_ping=not sqlite)
+        if sqlite:
+            @sa.event.listens_for(self.engine, "connect")
+            def _wal(conn: Any, _record: Any) -> None:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.OperationalError as err:
+            raise StoreError(f"--database: cannot use {self.engine.url.render_as_string()}: {err.orig}") from None
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.engine.dispose()
+
+    # -- new rows ---------------------------------------------------------------------------------
+    def see(self, campaign: str, found: Iterable[tuple[str, int, bool]]) -> list[str]:
+        """Record (did, run number, is pedestal) as seen in `campaign`; return the DIDs that were new."""
+        rows = [{"did": did, "campaign": campaign, "run_number": run, "pedestal": ped, "state": SEEN,
+                 "attempts": 0} for did, run, ped in found]
+        if not rows:
+            return []
+        now = time.time()
+        with self.engine.begin() as conn:
+            known = {r for (r,) in conn.execute(sa.select(runs.c.did).where(
+                runs.c.campaign == campaign, runs.c.did.in_([r["did"] for r in rows])))}
+            fresh = [{**r, "seen_at": now, "updated_at": now} for r in rows if r["did"] not in known]
+            if fresh:
+                conn.execute(self._insert_ignore(), fresh)
+        return [r["did"] for r in fresh]
+
+    def _insert_ignore(self) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(runs).on_conflict_do_nothing(index_elements=["did", "campaign"])
+
+    # -- transitions (compare-and-set) -----------------------------------------------------------
+    def _move(self, did: str, campaign: str, from_states: tuple[str, ...], owner: str | None = None,
+              **values: Any) -> bool:
+        cond = [runs.c.did == did, runs.c.campaign == campaign, runs.c.state.in_(from_states)]
+        if owner is not None:
+            cond.append(runs.c.owner == owner)
+        with self.engine.begin() as conn:
+            res = conn.execute(sa.update(runs).where(*cond).values(updated_at=time.time(), **values))
+        return res.rowcount == 1
+
+    def wait(self, did: str, campaign: str, what: str) -> bool:
+        """A pending run waits for `what` (a replica, its pedestal, Rucio)."""
+        return self._move(did, campaign, PENDING, state=WAITING, waiting_for=what)
+
+    def claim(self, did: str, campaign: str, owner: str, lease: float) -> bool:
+        """Take a pending run for submission: True for exactly one caller, whatever the races."""
+        now = time.time()
+        return self._move(did, campaign, PENDING, state=SUBMITTED, owner=owner, lease_until=now + lease,
+                          attempts=runs.c.attempts + 1, submitted_at=now, waiting_for=None)
+
+    def running(self, did: str, campaign: str, owner: str) -> bool:
+        """The executor started the job."""
+        return self._move(did, campaign, (SUBMITTED,), owner, state=RUNNING)
+
+    def done(self, did: str, campaign: str, output_did: str, owner: str | None = None) -> bool:
+        """The output is registered (by our job, or found registered while pending)."""
+        states = IN_FLIGHT if owner is not None else PENDING
+        return self._move(did, campaign, states, owner, state=DONE, output_did=output_did, owner=None,
+                          lease_until=None, waiting_for=None, reason=None, finished_at=time.time())
+
+    def attempt_failed(self, did: str, campaign: str, owner: str, reason: str, max_attempts: int) -> str | None:
+        """A job failed: back to `seen` for a retry, or `failed` with the reason once attempts reach the bound;
+        the new state (None if the row was not ours)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(runs.c.attempts).where(
+                runs.c.did == did, runs.c.campaign == campaign, runs.c.owner == owner,
+                runs.c.state.in_(IN_FLIGHT))).first()
+            if row is None:
+                return None
+            state = FAILED if row.attempts >= max_attempts else SEEN
+            conn.execute(sa.update(runs).where(runs.c.did == did, runs.c.campaign == campaign).values(
+                state=state, reason=reason, owner=None, lease_until=None, updated_at=time.time(),
+                finished_at=time.time() if state == FAILED else None))
+        return state
+
+    def release(self, did: str, campaign: str, owner: str, what: str) -> bool:
+        """A job could not run for an outage (Rucio, storage): wait again, the attempt not counted."""
+        return self._move(did, campaign, IN_FLIGHT, owner, state=WAITING, waiting_for=what, owner=None,
+                          lease_until=None, attempts=runs.c.attempts - 1)
+
+    def renew(self, owner: str, lease: float) -> None:
+        """Extend the leases of the rows `owner` holds (the daemon is alive)."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(runs).where(runs.c.owner == owner, runs.c.state.in_(IN_FLIGHT))
+                         .values(lease_until=time.time() + lease))
+
+    def reclaim_expired(self, campaign: str) -> list[str]:
+        """Rows whose holder died (lease expired) go back to `seen`; return their DIDs."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            res = conn.execute(sa.update(runs).where(
+                runs.c.campaign == campaign, runs.c.state.in_(IN_FLIGHT), runs.c.lease_until < now)
+                .values(state=SEEN, owner=None, lease_until=None, updated_at=now,
+                        reason="its daemon stopped while it was in flight").returning(runs.c.did))
+            return [did for (did,) in res]
+
+    # -- queries ----------------------------------------------------------------------------------
+    def get(self, did: str, campaign: str) -> Run | None:
+        """One row, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.did == did, runs.c.campaign == campaign)).first()
+        return _run(row) if row else None
+
+    def runs(self, campaign: str | None = None, states: tuple[str, ...] = STATES) -> list[Run]:
+        """Rows in these states, pedestal runs first, then by run number."""
+        query = sa.select(runs).where(runs.c.state.in_(states))
+        if campaign is not None:
+            query = query.where(runs.c.campaign == campaign)
+        query = query.order_by(runs.c.pedestal.desc(), runs.c.run_number, runs.c.did)
+        with self.engine.connect() as conn:
+            return [_run(r) for r in conn.execute(query)]
+
+    def counts(self, campaign: str | None = None) -> dict[str, int]:
+        """Number of rows per state (every state listed)."""
+        query = sa.select(runs.c.state, sa.func.count()).group_by(runs.c.state)
+        if campaign is not None:
+            query = query.where(runs.c.campaign == campaign)
+        with self.engine.connect() as conn:
+            found = dict(conn.execute(query).all())
+        return {s: int(found.get(s, 0)) for s in STATES}
+
+    def campaigns(self) -> list[str]:
+        """Campaigns with rows."""
+        with self.engine.connect() as conn:
+            return [c for (c,) in conn.execute(sa.select(runs.c.campaign).distinct().order_by(runs.c.campaign))]
+
+
+def _run(row: Any) -> Run:
+    return Run(**{k: v for k, v in row._mapping.items() if k != "id"})
