@@ -130,11 +130,11 @@ class Store:
         return insert(runs).on_conflict_do_nothing(index_elements=["did", "campaign"])
 
     # -- transitions (compare-and-set) -----------------------------------------------------------
-    def _move(self, did: str, campaign: str, from_states: tuple[str, ...], owner: str | None = None,
+    def _move(self, did: str, campaign: str, from_states: tuple[str, ...], holder: str | None = None,
               **values: Any) -> bool:
         cond = [runs.c.did == did, runs.c.campaign == campaign, runs.c.state.in_(from_states)]
-        if owner is not None:
-            cond.append(runs.c.owner == owner)
+        if holder is not None:
+            cond.append(runs.c.owner == holder)
         with self.engine.begin() as conn:
             res = conn.execute(sa.update(runs).where(*cond).values(updated_at=time.time(), **values))
         return res.rowcount == 1
