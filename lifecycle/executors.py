@@ -100,8 +100,9 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, work_dir: Path, python: str = sys.executable) -> None:
-        self.work_dir, self.python = work_dir, python
+    def __init__(self, work_dir: Path, command: list[str] | None = None) -> None:
+        self.work_dir = work_dir
+        self.command = command or [sys.executable, "-m", "lifecycle.jobs"]  # + SPEC RESULT
         work_dir.mkdir(parents=True, exist_ok=True)
 
     def submit(self, key: str, spec: dict[str, Any]) -> JobFuture:
@@ -112,7 +113,7 @@ class LocalExecutor:
         env = {k: v for k, v in os.environ.items() if k in _ENV_KEPT}
         env["RUCIO_CONFIG"] = spec["rucio_config"]
         with open(self.work_dir / f"{tag}.log", "wb") as out:
-            proc = subprocess.Popen([self.python, "-m", "lifecycle.jobs", str(spec_file), str(result_file)],
+            proc = subprocess.Popen([*self.command, str(spec_file), str(result_file)],
                                     stdout=out, stderr=subprocess.STDOUT, env=env, cwd=_ROOT,
                                     preexec_fn=_die_with_parent)
         log.info("%s: job started (pid %d, log %s)", spec["did"], proc.pid, out.name)
