@@ -78,10 +78,13 @@ def test_dask_reruns_the_job_of_a_worker_that_died(tmp_path: Path) -> None:
         assert sum(p.poll() is None for p in procs[1:]) == 1, "one worker process was killed"
         ex.close()
     finally:
-        for p in procs:
+        for p in reversed(procs):  # workers first: a worker whose scheduler is gone keeps trying to reconnect
             p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def test_an_unreachable_dask_scheduler_is_one_clear_error() -> None:
