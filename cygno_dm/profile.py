@@ -161,6 +161,7 @@ class Messaging(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 61613
     destination: str = "/topic/rucio.events"
+    virtual_host: str = "/"  # RabbitMQ takes STOMP 1.2's host header as the vhost: name it
     username: str = "guest"  # testbed broker; production brokers take their credentials from the environment
     password: str = "guest"
 

@@ -50,6 +50,8 @@ def lifecycle() -> None:
 @click.option("--interval", type=click.FloatRange(1), default=300.0, show_default=True,
               help="Seconds between full reconciliations against Rucio (hints act at once in between).")
 @click.option("--campaign", default=None, help="Campaign the runs are reconstructed for [the profile's].")
+@click.option("--filter", "filter_", default=None, metavar="FILTER",
+              help="Only raw runs whose Rucio metadata match ('run_number>=1000,run_type=physics') [all].")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Reconstruction parameters (TOML) [reco's defaults].")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
@@ -68,7 +70,7 @@ def lifecycle() -> None:
 @click.option("--account", default=None, help="Rucio account of the daemon's queries [RUCIO_ACCOUNT or rucio.cfg].")
 @database_option
 @state_option
-def run_cmd(once: bool, interval: float, campaign: str | None, config_file: Path | None, executor: str,
+def run_cmd(once: bool, interval: float, campaign: str | None, filter_: str | None, config_file: Path | None, executor: str,
             scheduler: str | None, max_in_flight: int, max_attempts: int, lease: float, job_rucio_config: str | None,
             no_hints: bool, metrics_port: int | None, profile_ref: str | None, account: str | None,
             database: str | None, state_dir: Path | None) -> None:
@@ -97,6 +99,10 @@ def run_cmd(once: bool, interval: float, campaign: str | None, config_file: Path
         profile = load_profile(profile_ref)
         proc_settings = register.settings(profile)
         cfg = load_config(config_file)
+        if filter_:
+            from cygno_dm.processing.dids import parse_filter
+
+            parse_filter(filter_)
     except (ProfileError, ProcessingError, RecoInputError) as err:
         raise click.UsageError(str(err)) from None
     state = _state_dir(state_dir)
@@ -117,7 +123,8 @@ def run_cmd(once: bool, interval: float, campaign: str | None, config_file: Path
     except ExecutorError as err:
         raise click.ClickException(str(err)) from None
     daemon = Daemon(proc, store, ex, Options(campaign=campaign, job=job, interval=interval,
-                                             max_attempts=max_attempts, max_in_flight=max_in_flight, lease=lease))
+                                             max_attempts=max_attempts, max_in_flight=max_in_flight, lease=lease,
+                                             filter_=filter_))
     listener = None
     if not no_hints and not once and profile.messaging is not None:
         listener = HintListener(profile.messaging, profile.scopes.raw, daemon.hints)

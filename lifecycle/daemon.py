@@ -34,6 +34,7 @@ class Options:
     interval: float = 60.0  # seconds between full reconciliations
     max_attempts: int = 3
     max_in_flight: int = 2
+    filter_: str | None = None  # only raw runs whose metadata match (as `rucio did list --filter`)
     lease: float = 60.0  # seconds a row stays ours without renewal (a dead daemon's rows come back after it)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
 
@@ -43,7 +44,7 @@ class Daemon:
 
     def __init__(self, proc: Processor, store: Store, executor: Any, options: Options) -> None:
         self.store, self.executor, self.opt = store, executor, options
-        self.rec = Reconciler(proc, store, options.campaign)
+        self.rec = Reconciler(proc, store, options.campaign, options.filter_)
         self.hints: queue.Queue[tuple[str, str]] = queue.Queue()
         self.in_flight: dict[str, Any] = {}
         self.stop = threading.Event()

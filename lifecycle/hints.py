@@ -87,7 +87,7 @@ class HintListener(stomp.ConnectionListener):
 
     def _connect(self) -> None:
         conn = stomp.Connection12([(self.broker.host, self.broker.port)], reconnect_attempts_max=1,
-                                  heartbeats=(10000, 10000))
+                                  heartbeats=(10000, 10000), vhost=self.broker.virtual_host)
         conn.set_listener("hints", self)
         conn.connect(self.broker.username, self.broker.password, wait=True)
         conn.subscribe(self.broker.destination, id="cygno-lifecycle", ack="auto")

@@ -31,8 +31,9 @@ class Ready:
 class Reconciler:
     """Compares the store with Rucio for one campaign, through a Processor's catalogue (same naming rules)."""
 
-    def __init__(self, proc: Processor, store: Store, campaign: str) -> None:
+    def __init__(self, proc: Processor, store: Store, campaign: str, filter_: str | None = None) -> None:
         self.proc, self.store, self.campaign = proc, store, campaign
+        self.filters = parse_filter(filter_) if filter_ else [{"name": "*"}]  # which raw runs are ours
         self.profile, self.catalog = proc.profile, proc.catalog
 
     # -- discovery ------------------------------------------------------------------------------
@@ -40,7 +41,7 @@ class Reconciler:
         """Record the raw run files of `scope` (all, or these names) in the store; the DIDs that are new."""
         rx = self.profile.naming.raw_name_re
         if names is None:
-            names = self.catalog.list_dids(scope, [{"name": "*"}], f"listing {scope}")
+            names = self.catalog.list_dids(scope, self.filters, f"listing {scope}")
         runs = {n: int(m["run"]) for n in names if (m := rx.match(n))}
         if not runs:
             return []
@@ -71,6 +72,9 @@ class Reconciler:
                 log.debug("hint %s:%s: %s", scope, name, err)
                 return []
         names = [n for n in names if self.catalog.get_file(scope, n) is not None]
+        if self.filters != [{"name": "*"}]:
+            names = [n for n in names if self.catalog.list_dids(scope, [{**g, "name": n} for g in self.filters],
+                                                                f"hint {scope}:{n}")]
         for n in names:
             self.discover(scope, [n])
         return [f"{scope}:{n}" for n in names]

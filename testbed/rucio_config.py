@@ -46,7 +46,8 @@ def server_sections(profile: Profile, state: Path, database_url: str, rucio_url:
         m = profile.messaging
         sections["messaging-hermes"] = {
             "brokers": m.host, "port": str(m.port), "nonssl_port": str(m.port), "use_ssl": "False",
-            "username": m.username, "password": m.password, "destination": m.destination}
+            "username": m.username, "password": m.password, "destination": m.destination,
+            "broker_virtual_host": m.virtual_host}
         sections["hermes"] = {"services_list": "activemq"}
     for section, values in rucio_policies.server_config().items():
         sections.setdefault(section, {}).update(values)
