@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -107,12 +108,12 @@ def run_cmd(once: bool, interval: float, campaign: str | None, filter_: str | No
         raise click.UsageError(str(err)) from None
     state = _state_dir(state_dir)
     store = _store(database, state_dir)
-    try:
-        from rucio.client import Client
-
-        client = Client(account=account) if account else Client()
-    except Exception as err:
-        raise click.ClickException(f"cannot create a Rucio client: {type(err).__name__}: {err}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    client = _rucio_client(account, once, interval, stop)
+    if client is None:
+        sys.exit(EXIT_RUCIO_DOWN)
     campaign = campaign or proc_settings.campaign
     proc = Processor(profile, client, Settings(cache=state / "cache", cfg=cfg, campaign=campaign))
     job = JobSpec(did="", kind="", campaign=campaign, profile=profile_ref or os.environ.get("CYGNO_DM_PROFILE")
@@ -131,8 +132,7 @@ def run_cmd(once: bool, interval: float, campaign: str | None, filter_: str | No
         listener.start()
     if metrics_port:
         metrics.serve(metrics_port)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: daemon.stop.set())
+    daemon.stop = stop
     log.info("lifecycle daemon %s: campaign %s, executor %s, database %s", daemon.opt.owner, campaign, executor,
              store.engine.url.render_as_string())
     try:
@@ -151,6 +151,22 @@ def run_cmd(once: bool, interval: float, campaign: str | None, filter_: str | No
     if not ok:
         click.echo(f"Rucio did not answer: {daemon.rucio_error}", err=True)
         sys.exit(EXIT_RUCIO_DOWN)
+
+
+def _rucio_client(account: str | None, once: bool, interval: float, stop: threading.Event):
+    """A Rucio client; while Rucio does not answer, say so and retry (None with --once or when stopped)."""
+    from rucio.client import Client
+
+    delay = 5.0
+    while True:
+        try:
+            return Client(account=account) if account else Client()
+        except Exception as err:  # the client authenticates at creation: any failure here is Rucio not answering
+            click.echo(f"Rucio did not answer: cannot create a client: {type(err).__name__}: {err}"
+                       + ("" if once else f"; waiting {delay:.0f} s"), err=True)
+        if once or stop.wait(delay):
+            return None
+        delay = min(delay * 2, interval)
 
 
 @lifecycle.command("status")
