@@ -16,7 +16,18 @@ from pathlib import Path
 
 import click
 
-from lifecycle.store import FAILED, STATES, WAITING, Store, StoreError, database_url
+from lifecycle.store import (
+    DONE,
+    FAILED,
+    RUNNING,
+    SEEN,
+    STATES,
+    SUBMITTED,
+    WAITING,
+    Store,
+    StoreError,
+    database_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +98,7 @@ def run_cmd(once: bool, interval: float, campaign: str | None, filter_: str | No
     from lifecycle.executors import DaskExecutor, ExecutorError, LocalExecutor
     from lifecycle.hints import HintListener
     from lifecycle.jobs import JobSpec
-    from reco.config import load_config
+    from reco.config import config_from_mapping, load_config
     from reco.errors import RecoInputError
 
     if executor == "dask" and not scheduler:
@@ -108,13 +119,26 @@ def run_cmd(once: bool, interval: float, campaign: str | None, filter_: str | No
         raise click.UsageError(str(err)) from None
     state = _state_dir(state_dir)
     store = _store(database, state_dir)
+    campaign = campaign or proc_settings.campaign
+    stored = store.campaign(campaign)
+    if stored is not None:  # a reprocessing campaign: its runs and parameters are the stored ones
+        if filter_ or config_file:
+            raise click.UsageError(f"--campaign {campaign}: its filter and config are stored; drop --filter/--config")
+        if stored.state != "active":
+            raise click.UsageError(f"--campaign {campaign}: the campaign is {stored.state}")
+        import reco
+
+        if stored.software_version != reco.__version__:
+            raise click.UsageError(f"--campaign {campaign}: made for software {stored.software_version}; this is "
+                                   f"{reco.__version__} (create a new campaign)")
+        filter_ = stored.filter
+        cfg = config_from_mapping(json.loads(stored.config), f"campaign {campaign}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     client = _rucio_client(account, once, interval, stop)
     if client is None:
         sys.exit(EXIT_RUCIO_DOWN)
-    campaign = campaign or proc_settings.campaign
     proc = Processor(profile, client, Settings(cache=state / "cache", cfg=cfg, campaign=campaign))
     job = JobSpec(did="", kind="", campaign=campaign, profile=profile_ref or os.environ.get("CYGNO_DM_PROFILE")
                   or "cygno-testbed", rucio_config=str(Path(job_cfg).resolve()), cache=str(state / "cache"),
@@ -195,3 +219,85 @@ def status_cmd(campaign: str | None, as_json: bool, database: str | None, state_
         why = run.reason if run.state == FAILED else f"waiting for {run.waiting_for}"
         console.print(f"{run.did} [{run.campaign}] {run.state} after {run.attempts} attempt(s): {why}",
                       markup=False, highlight=False, soft_wrap=True)
+
+
+@lifecycle.group("campaign")
+def campaign_group() -> None:
+    """Reprocess a set of runs with given parameters: create, status, cancel (`run --campaign NAME` works on it)."""
+
+
+@campaign_group.command("create")
+@click.argument("name")
+@click.option("--runs", "run_range", default=None, metavar="A-B", help="Run numbers A to B (inclusive).")
+@click.option("--filter", "filter_", default=None, metavar="FILTER",
+              help="Runs whose Rucio metadata match ('run_type=physics,run_number>=1000').")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Reconstruction parameters (TOML) [reco's defaults].")
+@database_option
+@state_option
+def campaign_create(name: str, run_range: str | None, filter_: str | None, config_file: Path | None,
+                    database: str | None, state_dir: Path | None) -> None:
+    """Record campaign NAME: the runs (--runs or --filter), the parameters and this software version."""
+    import reco
+    from cygno_dm.processing.dids import parse_filter
+    from cygno_dm.processing.errors import ProcessingError
+    from reco.config import load_config
+    from reco.errors import RecoInputError
+
+    if (run_range is None) == (filter_ is None):
+        raise click.UsageError("give exactly one of --runs A-B and --filter FILTER")
+    if run_range is not None:
+        first, sep, last = run_range.partition("-")
+        if not (sep and first.isdigit() and last.isdigit() and int(first) <= int(last)):
+            raise click.UsageError(f"--runs {run_range!r}: expected A-B with run numbers A <= B, e.g. 1000-2000")
+        filter_ = f"run_number>={int(first)},run_number<={int(last)}"
+    try:
+        parse_filter(filter_)
+        cfg = load_config(config_file)
+    except (ProcessingError, RecoInputError) as err:
+        raise click.UsageError(str(err)) from None
+    store = _store(database, state_dir)
+    try:
+        store.create_campaign(name, filter_, cfg.to_json(), reco.__version__)
+    except StoreError as err:
+        raise click.UsageError(str(err)) from None
+    click.echo(f"campaign {name}: runs {filter_}, software {reco.__version__}; "
+               f"start it with `cygno-dm lifecycle run --campaign {name}`")
+
+
+@campaign_group.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@database_option
+@state_option
+def campaign_status(name: str, as_json: bool, database: str | None, state_dir: Path | None) -> None:
+    """Runs done / running / waiting / failed of campaign NAME, and an ETA from the mean job time so far."""
+    store = _store(database, state_dir)
+    camp = store.campaign(name)
+    if camp is None:
+        raise click.UsageError(f"no campaign {name!r}")
+    counts = store.counts(name)
+    rows = store.runs(name, (DONE,))
+    times = [r.finished_at - r.submitted_at for r in rows if r.submitted_at and r.finished_at]
+    left = sum(counts[s] for s in (SEEN, WAITING, SUBMITTED, RUNNING))
+    eta = round(left * sum(times) / len(times), 1) if times else None
+    out = {**dataclasses.asdict(camp), "counts": counts, "eta_seconds": eta}
+    if as_json:
+        click.echo(json.dumps(out, indent=1))
+        return
+    click.echo(f"campaign {name} ({camp.state}, runs {camp.filter}, software {camp.software_version}): "
+               + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+               + (f"; ETA {eta:.0f} s (one job at a time)" if eta is not None and left else ""))
+
+
+@campaign_group.command("cancel")
+@click.argument("name")
+@database_option
+@state_option
+def campaign_cancel(name: str, database: str | None, state_dir: Path | None) -> None:
+    """Stop campaign NAME: its pending runs are cancelled, jobs already running finish, daemons on it stop."""
+    store = _store(database, state_dir)
+    if store.campaign(name) is None:
+        raise click.UsageError(f"no campaign {name!r}")
+    n = store.cancel_campaign(name)
+    click.echo(f"campaign {name}: cancelled ({n} pending runs)")

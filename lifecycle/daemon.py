@@ -152,6 +152,8 @@ class Daemon:
             if self.collect():
                 self._guarded(self.submit_ready)
             if time.monotonic() - self._last_full >= self.opt.interval:
+                if self._cancelled():
+                    break
                 self.reconcile()
             self.update_metrics()
             try:
@@ -159,6 +161,13 @@ class Daemon:
             except queue.Empty:
                 continue
             self.react(scope, name)
+
+    def _cancelled(self) -> bool:
+        camp = self.store.campaign(self.opt.campaign)
+        if camp is not None and camp.state != "active":
+            log.info("campaign %s is %s: stopping", self.opt.campaign, camp.state)
+            return True
+        return False
 
     def shutdown(self) -> None:
         """Hand back the runs still in flight (their jobs die with this process), uncounted, for the next start."""

@@ -8,6 +8,7 @@ SQLite by default, PostgreSQL with a postgresql:// URL.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 
 SEEN, WAITING, SUBMITTED, RUNNING, DONE, FAILED = "seen", "waiting", "submitted", "running", "done", "failed"
-STATES = (SEEN, WAITING, SUBMITTED, RUNNING, DONE, FAILED)
+CANCELLED = "cancelled"
+STATES = (SEEN, WAITING, SUBMITTED, RUNNING, DONE, FAILED, CANCELLED)
+CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PENDING = (SEEN, WAITING)
 IN_FLIGHT = (SUBMITTED, RUNNING)
 
@@ -45,9 +48,31 @@ runs = sa.Table(
     sa.Index("ix_lifecycle_campaign_state", "campaign", "state"),
 )
 
+campaigns = sa.Table(
+    "lifecycle_campaigns", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("filter", sa.Text, nullable=False),  # which raw runs, as `rucio did list --filter`
+    sa.Column("config", sa.Text, nullable=False),  # reconstruction parameters, RecoConfig.to_json()
+    sa.Column("software_version", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # active or cancelled
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 
 class StoreError(RuntimeError):
     """The state database cannot be used as given (bad URL, unreachable)."""
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A reprocessing: which runs, with which parameters and software."""
+
+    name: str
+    filter: str
+    config: str
+    software_version: str
+    state: str
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -219,6 +244,36 @@ class Store:
         with self.engine.connect() as conn:
             found = dict(conn.execute(query).all())
         return {s: int(found.get(s, 0)) for s in STATES}
+
+    # -- campaigns --------------------------------------------------------------------------------
+    def create_campaign(self, name: str, filter_: str, config: str, software_version: str) -> Campaign:
+        """A new active campaign; StoreError if the name breaks the rule or exists."""
+        if not CAMPAIGN_RE.fullmatch(name):
+            raise StoreError(f"campaign name {name!r} must match {CAMPAIGN_RE.pattern}")
+        row = {"name": name, "filter": filter_, "config": config, "software_version": software_version,
+               "state": "active", "created_at": time.time()}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(campaigns), [row])
+        except sa.exc.IntegrityError:
+            raise StoreError(f"campaign {name!r} exists already (cancel it or choose another name)") from None
+        return Campaign(**row)
+
+    def campaign(self, name: str) -> Campaign | None:
+        """A stored campaign, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(campaigns).where(campaigns.c.name == name)).first()
+        return Campaign(**row._mapping) if row else None
+
+    def cancel_campaign(self, name: str) -> int:
+        """Cancel a campaign: its pending runs become `cancelled` (running jobs finish); how many."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(campaigns).where(campaigns.c.name == name).values(state=CANCELLED))
+            res = conn.execute(sa.update(runs).where(runs.c.campaign == name, runs.c.state.in_(PENDING))
+                               .values(state=CANCELLED, reason="campaign cancelled", updated_at=now,
+                                       finished_at=now))
+        return res.rowcount
 
     def campaigns(self) -> list[str]:
         """Campaigns with rows."""

@@ -1,7 +1,8 @@
 """`cygno-dm lifecycle run` on the real testbed (SQLite Rucio, its state in PostgreSQL): runs uploaded by the DAQ
 uploader are reconstructed unasked, pedestal runs first; a run uploaded while it runs is reconstructed on a Hermes
 hint (the full reconciliation interval is 10 minutes); a run without pedestal waits for it; a corrupt run fails
-with its reason after 2 attempts; a SIGKILL of the daemon mid-job loses nothing and reconstructs nothing twice."""
+with its reason after 2 attempts; a SIGKILL of the daemon mid-job loses nothing and reconstructs nothing twice; with its broker down the periodic
+reconciliation still finds a new run."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ import json
 import signal
 import subprocess
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from lifecycle.store import Store, database_url
 from testbed.stack import Testbed, drop_postgres_database, ensure_postgres_database
-from tests.conftest import PG_BASE
+from tests.conftest import PG_BASE, free_port
 from tests.processing.conftest import CYGNO_DM, REGISTRAR, Runs, env_of, ingest_runs, random_base
 from tests.processing.test_reco_dids import corrupt_disk_replicas
 
@@ -119,14 +122,33 @@ def test_the_daemon_reconstructs_new_runs_unasked_and_exactly_once(sqlite_runs: 
             proc.wait(timeout=60)
     assert store.get(runs.did(killed), CAMPAIGN).state == "running"
     time.sleep(4)  # the dead daemon's lease (3 s) expires
-    again = daemon(runs, tmp_path, state_db, "--once")
-    assert again.wait(timeout=300) == 0
+
+    # Restarted with its broker down: the start takes the killed run back (its job died with the daemon, nothing
+    # was registered), and a run uploaded afterwards is found by the periodic reconciliation alone.
+    profile = tomllib.loads(Path(tb.settings.profile).read_text())
+    profile["messaging"]["port"] = free_port()
+    (tmp_path / "profile.toml").write_bytes(tomli_w.dumps(profile).encode())
+    again = daemon(runs, tmp_path, state_db, "--interval", "5", "--profile", str(tmp_path / "profile.toml"))
+    try:
+        wait_state(store, runs.did(killed), ("done",))
+        late = runs.base + 104
+        ingest_runs(tb, tmp_path / "daq4", runs.base, [(late, "physics", 4)])
+        wait_state(store, runs.did(late), ("done",), timeout=180)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=120) == 0
+    logs = "".join(f.read_text() for f in tmp_path.glob("daemon-*.log"))
+    assert "unreachable (ConnectFailedException); relying on periodic reconciliation" in logs
     run = store.get(runs.did(killed), CAMPAIGN)
     assert run.state == "done" and run.attempts == 2
     assert len(outputs(runs, killed)) == 1 and successful_jobs(tmp_path, runs.did(killed)) == 1
-    for r in (runs.pedestal, runs.physics, runs.base + 102):
+    for r in (runs.pedestal, runs.physics, runs.base + 102, late):
         assert successful_jobs(tmp_path, runs.did(r)) == 1, f"run {r} reconstructed once"
-    assert store.counts(CAMPAIGN) == {"seen": 0, "waiting": 1, "submitted": 0, "running": 0, "done": 4, "failed": 1}
+        assert len(outputs(runs, r)) == 1
+    # One more pass finds nothing new to do.
+    once = daemon(runs, tmp_path, state_db, "--once")
+    assert once.wait(timeout=300) == 0
+    assert store.counts(CAMPAIGN) == {"seen": 0, "waiting": 1, "submitted": 0, "running": 0, "done": 5, "failed": 1}
     status = subprocess.run([CYGNO_DM, "lifecycle", "status", "--database", state_db, "--json"],
                             capture_output=True, text=True, env=env_of(tb, REGISTRAR), timeout=120)
     assert json.loads(status.stdout)["campaigns"][CAMPAIGN]["failed"] == 1
