@@ -1,5 +1,6 @@
 """`make demo`: bring the testbed up, upload a CYGNO run as the DAQ, replicate it, download it as a physicist;
-then reconstruct a MIDAS run by its DID, register the output with provenance and download it as a physicist.
+then reconstruct a MIDAS run by its DID, register the output with provenance and download it as a physicist;
+then the lifecycle daemon reconstructs a newly uploaded run without being asked.
 
 Safe to re-run: the run file is deterministic, an existing upload or rule is reused, and the checksum of what
 the physicist downloads is compared with what the DAQ uploaded.
@@ -118,7 +119,7 @@ def main() -> int:
     console.print(f"[bold]4.[/] {user_account} ran `rucio download --rses {second} {scope}:{name}` -> {got}")
     console.print(f"[bold]5.[/] md5 uploaded {uploaded_md5}  downloaded {downloaded_md5}  "
                   + ("[green]identical[/]" if same else "[red]DIFFERENT[/]"))
-    if not same or not reconstruct(tb, work):
+    if not same or not reconstruct(tb, work) or not lifecycle_step(tb, work):
         return 1
     console.print(f"    use it yourself: eval \"$(.venv/bin/cygno-dm testbed env {user_account})\"; .venv/bin/rucio did list "
                   f"'{scope}:*'   (stop with: .venv/bin/cygno-dm testbed down)")
@@ -171,6 +172,73 @@ def reconstruct(tb: Testbed, work: Path) -> bool:
     console.print(f"[bold]8.[/] {user_account} downloaded {out['output_did']}: "
                   + ("[green]identical[/] to the reconstructed file" if same else "[red]DIFFERENT or missing[/]"))
     return same
+
+
+def lifecycle_step(tb: Testbed, work: Path, run_number: int = 12, timeout: float = 300) -> bool:
+    """Step 9: the lifecycle daemon runs; the DAQ uploads a new MIDAS run; the daemon reconstructs and registers it
+    without being asked (on Hermes' hint). True if the output appears within `timeout` seconds."""
+    import signal
+
+    from rucio.client.uploadclient import UploadClient
+
+    from cygno_dm.processing import register
+    from lifecycle.store import Store, database_url
+    from reco.config import RecoConfig
+    from reco.simulate import SimConfig, simulate
+
+    profile = tb.profile
+    scope, tag, digits = profile.scopes.raw[0], profile.naming.tags[0], profile.naming.run_digits_min
+    daq_account = profile.accounts_with("daq")[0].name
+    registrar = profile.accounts_with("production")[0].name
+    name = f"{tag}/run{run_number:0{digits}d}.mid.gz"
+    out_scope = register.output_scope(profile)
+    out_name = register.reco_name(register.reco_version(profile, RecoConfig()), tag, f"{run_number:0{digits}d}")
+    state = work / "lifecycle"
+    store = Store(database_url(None, state))
+    log = open(work / "lifecycle.log", "ab")
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "cygno-dm"), "-v", "lifecycle", "run", "--state-dir", str(state),
+         "--filter", f"run_number>=10,run_number<={run_number}", "--interval", "60",
+         "--job-rucio-config", str(tb.client_cfg(registrar))],
+        env={**os.environ, **tb.env(registrar)}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with console.status("the lifecycle daemon starts and reconciles with Rucio…"):
+            deadline = time.monotonic() + timeout
+            while not store.runs(profile.processing.campaign):  # its first reconciliation recorded runs 10, 11
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    console.print(f"[red]the lifecycle daemon did not start[/]; see {work / 'lifecycle.log'}")
+                    return False
+                time.sleep(0.5)
+        daq = tb.client(daq_account)
+        if not any(r.state == "AVAILABLE" for r in _replicas(daq, out_scope, out_name)):
+            sim = simulate(work / f"sim{run_number}", SimConfig(height=256, width=256, n_frames=4,
+                                                                 pedestal_frames=8, run=run_number), fmt="midas")
+            if not _replicas(daq, scope, name):
+                UploadClient(_client=daq).upload([{"path": str(sim.run), "rse": profile.processing.site_rse,
+                                                   "did_scope": scope, "did_name": name}])
+            daq.set_metadata_bulk(scope, name, {"run_number": run_number, "run_type": "physics",
+                                                "number_of_events": 4})
+        uploaded = time.monotonic()
+        console.print(f"[bold]9.[/] the lifecycle daemon runs; {daq_account} uploaded {scope}:{name}")
+        with console.status("waiting for the daemon to reconstruct it, unasked…"):
+            while not any(r.state == "AVAILABLE" for r in _replicas(daq, out_scope, out_name)):
+                if time.monotonic() - uploaded > timeout:
+                    console.print(f"[red]no output after {timeout:.0f} s[/]; see {work / 'lifecycle.log'}")
+                    return False
+                time.sleep(0.5)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=120)
+    console.print(f"[bold]10.[/] the daemon registered {out_scope}:{out_name} {time.monotonic() - uploaded:.0f} s "
+                  f"after the upload (`cygno-dm lifecycle status --state-dir {state}`)")
+    return True
+
+
+def _replicas(client, scope: str, name: str) -> list:
+    from types import SimpleNamespace
+
+    rows = list(client.list_replicas([{"scope": scope, "name": name}], all_states=True))
+    return [SimpleNamespace(rse=rse, state=str(st)) for row in rows for rse, st in row.get("states", {}).items()]
 
 
 if __name__ == "__main__":

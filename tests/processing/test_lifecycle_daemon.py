@@ -7,6 +7,7 @@ reconciliation still finds a new run."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -152,3 +153,14 @@ def test_the_daemon_reconstructs_new_runs_unasked_and_exactly_once(sqlite_runs: 
     status = subprocess.run([CYGNO_DM, "lifecycle", "status", "--database", state_db, "--json"],
                             capture_output=True, text=True, env=env_of(tb, REGISTRAR), timeout=120)
     assert json.loads(status.stdout)["campaigns"][CAMPAIGN]["failed"] == 1
+
+
+@pytest.mark.skipif(not os.environ.get("CYGNO_DM_TEST_DEMO"), reason="opt-in (CYGNO_DM_TEST_DEMO=1): make demo's "
+                                                                     "reconstruction and lifecycle steps")
+def test_the_demo_steps_on_the_testbed(testbed: Testbed, tmp_path: Path) -> None:
+    from cygno_dm.demo import lifecycle_step, reconstruct
+
+    if testbed.settings.database.startswith("postgresql"):
+        pytest.skip("once is enough")
+    assert reconstruct(testbed, tmp_path)
+    assert lifecycle_step(testbed, tmp_path)
