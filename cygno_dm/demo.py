@@ -180,6 +180,7 @@ def lifecycle_step(tb: Testbed, work: Path, run_number: int = 12, timeout: float
     import signal
 
     from rucio.client.uploadclient import UploadClient
+    from rucio.common.exception import DuplicateRule
 
     from cygno_dm.processing import register
     from lifecycle.store import Store, database_url
@@ -218,8 +219,15 @@ def lifecycle_step(tb: Testbed, work: Path, run_number: int = 12, timeout: float
                                                    "did_scope": scope, "did_name": name}])
             daq.set_metadata_bulk(scope, name, {"run_number": run_number, "run_type": "physics",
                                                 "number_of_events": 4})
+            for rule in profile.replication.get("raw", []):  # as the DAQ uploader does; its transfers are the hints
+                try:
+                    daq.add_replication_rule([{"scope": scope, "name": name}], rule.copies, rule.rse_expression,
+                                             lifetime=rule.lifetime_days * 86400 if rule.lifetime_days else None)
+                except DuplicateRule:
+                    pass
         uploaded = time.monotonic()
-        console.print(f"[bold]9.[/] the lifecycle daemon runs; {daq_account} uploaded {scope}:{name}")
+        console.print(f"[bold]9.[/] the lifecycle daemon runs; {daq_account} uploaded {scope}:{name} and asked for "
+                      "its replication (Hermes publishes the transfers: the daemon's hints)")
         with console.status("waiting for the daemon to reconstruct it, unasked…"):
             while not any(r.state == "AVAILABLE" for r in _replicas(daq, out_scope, out_name)):
                 if time.monotonic() - uploaded > timeout:

@@ -33,7 +33,9 @@ class Reconciler:
 
     def __init__(self, proc: Processor, store: Store, campaign: str, filter_: str | None = None) -> None:
         self.proc, self.store, self.campaign = proc, store, campaign
-        self.filters = parse_filter(filter_) if filter_ else [{"name": "*"}]  # which raw runs are ours
+        # which raw runs are ours; by default every run whose run metadata are set (the uploader sets them in one
+        # call after registering the file: a run is not classified, pedestal or not, before they are there)
+        self.filters = parse_filter(filter_ or "run_number>=0")
         self.profile, self.catalog = proc.profile, proc.catalog
 
     # -- discovery ------------------------------------------------------------------------------
@@ -71,10 +73,8 @@ class Reconciler:
             except Exception as err:  # not a collection, or gone: a hint is only a hint
                 log.debug("hint %s:%s: %s", scope, name, err)
                 return []
-        names = [n for n in names if self.catalog.get_file(scope, n) is not None]
-        if self.filters != [{"name": "*"}]:
-            names = [n for n in names if self.catalog.list_dids(scope, [{**g, "name": n} for g in self.filters],
-                                                                f"hint {scope}:{n}")]
+        names = [n for n in names if self.catalog.list_dids(scope, [{**g, "name": n} for g in self.filters],
+                                                            f"hint {scope}:{n}")]
         for n in names:
             self.discover(scope, [n])
         return [f"{scope}:{n}" for n in names]

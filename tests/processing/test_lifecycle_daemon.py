@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import tomli_w
+from prometheus_client.parser import text_string_to_metric_families
 
 from lifecycle.store import Store, database_url
 from testbed.stack import Testbed, drop_postgres_database, ensure_postgres_database
@@ -129,12 +131,20 @@ def test_the_daemon_reconstructs_new_runs_unasked_and_exactly_once(sqlite_runs: 
     profile = tomllib.loads(Path(tb.settings.profile).read_text())
     profile["messaging"]["port"] = free_port()
     (tmp_path / "profile.toml").write_bytes(tomli_w.dumps(profile).encode())
-    again = daemon(runs, tmp_path, state_db, "--interval", "5", "--profile", str(tmp_path / "profile.toml"))
+    port = free_port()
+    again = daemon(runs, tmp_path, state_db, "--interval", "5", "--profile", str(tmp_path / "profile.toml"),
+                   "--metrics-port", str(port))
     try:
         wait_state(store, runs.did(killed), ("done",))
         late = runs.base + 104
         ingest_runs(tb, tmp_path / "daq4", runs.base, [(late, "physics", 4)])
         wait_state(store, runs.did(late), ("done",), timeout=180)
+        time.sleep(1)  # the metrics are updated every half second
+        metrics = {(s.name, s.labels.get("state")): s.value for fam in text_string_to_metric_families(
+            requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text) for s in fam.samples}
+        assert metrics[("cygno_lifecycle_runs", "done")] == 5 and metrics[("cygno_lifecycle_runs", "failed")] == 1
+        assert metrics[("cygno_lifecycle_queue_depth", None)] == 1  # the run without pedestal
+        assert metrics[("cygno_lifecycle_seen_to_done_seconds_count", None)] == 2  # this daemon's jobs
     finally:
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=120) == 0
