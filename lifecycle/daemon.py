@@ -104,7 +104,7 @@ class Daemon:
                 self.store.release(did, campaign, owner, f"Rucio or storage: {err}")
                 log.warning("%s: waits, an outage stopped its job: %s", did, err)
                 continue
-            except (ProcessingError, WorkerDied, Exception) as err:
+            except Exception as err:  # the job's error (bad run, corrupt file), WorkerDied, KilledWorker
                 outcome = "worker_died" if isinstance(err, WorkerDied) else "error"
                 metrics.JOBS.labels(outcome).inc()
                 state = self.store.attempt_failed(did, campaign, owner, str(err), self.opt.max_attempts)

@@ -10,6 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from lifecycle.cli import lifecycle
 from tests.conftest import free_port
 from tests.processing.conftest import CYGNO_DM
 
@@ -41,15 +45,14 @@ def test_with_rucio_down_the_daemon_waits_and_says_so(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == 3
 
 
-def test_bad_input_is_one_line_naming_the_option(tmp_path: Path) -> None:
-    _, env = rucio_down(tmp_path)
+def test_bad_input_is_one_line_naming_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, env = rucio_down(tmp_path)
+    monkeypatch.setenv("RUCIO_CONFIG", str(cfg))
     cases = {("--database", "mysql://x"): "--database: 'mysql://x' must be a sqlite:/// or postgresql:// URL",
              ("--executor", "dask"): "--executor dask needs --scheduler ADDRESS",
              ("--filter", "run_number>>3"): "--filter 'run_number>>3'"}
     for args, message in cases.items():
-        res = subprocess.run([CYGNO_DM, "lifecycle", "run", "--once", "--state-dir", str(tmp_path), *args], env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
-    res = subprocess.run([CYGNO_DM, "lifecycle", "status", "--state-dir", str(tmp_path), "--json"], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and json.loads(res.stdout) == {"campaigns": {}, "runs": []}
+        res = CliRunner().invoke(lifecycle, ["run", "--once", "--state-dir", str(tmp_path), *args])
+        assert res.exit_code == 2 and message in res.output, (args, res.output)
+    res = CliRunner().invoke(lifecycle, ["status", "--state-dir", str(tmp_path), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output) == {"campaigns": {}, "runs": []}
