@@ -76,6 +76,13 @@ def outputs(runs: Runs, run: int) -> list[str]:
     return [d for d in client.list_dids(ANALYSIS, {"parent_did": runs.did(run)}, did_type="file")]
 
 
+def scrape(port: int) -> dict[tuple[str, str | None], float]:
+    """The daemon's Prometheus samples by (name, state label)."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    return {(s.name, s.labels.get("state")): s.value for fam in text_string_to_metric_families(text)
+            for s in fam.samples}
+
+
 def successful_jobs(state: Path, did: str) -> int:
     n = 0
     for f in (state / "jobs").glob("*.result.json"):
@@ -139,9 +146,10 @@ def test_the_daemon_reconstructs_new_runs_unasked_and_exactly_once(sqlite_runs: 
         late = runs.base + 104
         ingest_runs(tb, tmp_path / "daq4", runs.base, [(late, "physics", 4)])
         wait_state(store, runs.did(late), ("done",), timeout=180)
-        time.sleep(1)  # the metrics are updated every half second
-        metrics = {(s.name, s.labels.get("state")): s.value for fam in text_string_to_metric_families(
-            requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text) for s in fam.samples}
+        deadline = time.monotonic() + 60  # the metrics are updated between the daemon's rounds
+        while (metrics := scrape(port)).get(("cygno_lifecycle_runs", "done")) != 5:
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.5)
         assert metrics[("cygno_lifecycle_runs", "done")] == 5 and metrics[("cygno_lifecycle_runs", "failed")] == 1
         assert metrics[("cygno_lifecycle_queue_depth", None)] == 1  # the run without pedestal
         assert metrics[("cygno_lifecycle_seen_to_done_seconds_count", None)] == 2  # this daemon's jobs
