@@ -167,7 +167,8 @@ def test_the_daemon_reconstructs_new_runs_unasked_and_exactly_once(sqlite_runs: 
     # One more pass finds nothing new to do.
     once = daemon(runs, tmp_path, state_db, "--once")
     assert once.wait(timeout=300) == 0
-    assert store.counts(CAMPAIGN) == {"seen": 0, "waiting": 1, "submitted": 0, "running": 0, "done": 5, "failed": 1}
+    assert store.counts(CAMPAIGN) == {"seen": 0, "waiting": 1, "submitted": 0, "running": 0, "done": 5, "failed": 1,
+                                      "cancelled": 0}
     status = subprocess.run([CYGNO_DM, "lifecycle", "status", "--database", state_db, "--json"],
                             capture_output=True, text=True, env=env_of(tb, REGISTRAR), timeout=120)
     assert json.loads(status.stdout)["campaigns"][CAMPAIGN]["failed"] == 1
