@@ -78,6 +78,11 @@ class Registry:
                 if other is not None:
                     raise ProfileError(f"scope {scope!r} is claimed by experiments {other.name!r} and {exp.name!r}")
                 self._scope_owner[scope] = exp
+            for rse in exp.rses:
+                first = next((e for e in self.experiments if rse in e.rses), exp)
+                if first is not exp and first.profile.rses[rse].kind != exp.profile.rses[rse].kind:
+                    raise ProfileError(f"RSE {rse!r} is a {first.profile.rses[rse].kind} RSE for {first.name!r} "
+                                       f"but a {exp.profile.rses[rse].kind} RSE for {exp.name!r}")
             for account, role in exp.roles.items():
                 if account in self._roles:
                     if role in GLOBAL_ROLES and self._roles[account] == role:
