@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cygno_dm.ingest.cli import register as register_ingest
+from cygno_dm.onboard_cli import register as register_onboard
 from cygno_dm.processing.cli import did_aware
 from cygno_dm.profile import ProfileError
 from reco.cli import reco
@@ -128,6 +129,7 @@ def env_cmd(state_dir: Path | None, account: str) -> None:
 reco.add_command(did_aware(reco.commands["run"]))  # `reco run` also takes DIDs and --filter
 main.add_command(reco)
 register_ingest(main)
+register_onboard(main)
 
 if __name__ == "__main__":
     main()
