@@ -1,7 +1,8 @@
 """Onboarding an experiment: what its profile needs in Rucio (plan), and making it so as root (apply).
 
 The plan compares the profile with what Rucio holds: accounts and roles, identities, account attributes, scopes,
-RSEs (created only where the caller knows their protocols, as the testbed does), RSE attributes, quotas,
+RSEs (created only where the caller knows their protocols, as the testbed does), S3 buckets of its scopes (where
+the profile holds the site's keys, as testbed profiles do), RSE attributes, quotas,
 distances, and the registration of the profile in Rucio's config option `psge.experiments`, from which the
 policy package serves the experiment. Applying an empty plan does nothing, so `apply` can be re-run at will.
 """
@@ -116,12 +117,40 @@ def served(profile: Profile) -> dict[str, Any]:
     }
 
 
+def _s3(rse: Any) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    from cygno_dm.ingest.stores import ca_bundle, tls_verify
+
+    return boto3.session.Session().client(
+        "s3", endpoint_url=rse.endpoint, aws_access_key_id=rse.credentials["access_key"],
+        aws_secret_access_key=rse.credentials["secret_key"], region_name=rse.credentials.get("region", "us-east-1"),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}), verify=ca_bundle(tls_verify()))
+
+
+def _bucket_exists(rse: Any, bucket: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        _s3(rse).head_bucket(Bucket=bucket)
+        return True
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise
+
+
+def _make_bucket(rse: Any, bucket: str) -> None:
+    _s3(rse).create_bucket(Bucket=bucket)
+
+
 def plan(client: Any, profile: Profile, ref: str | None = None,
-         rse_settings: dict[str, dict[str, Any]] | None = None) -> Plan:
+         rse_settings: dict[str, dict[str, Any]] | None = None, buckets: bool = True) -> Plan:
     """The changes that make Rucio serve `profile`; with `ref`, also its registration in psge.experiments.
 
     rse_settings (name -> rse_type, protocols, attributes) lets missing RSEs be created; without it a missing
-    RSE is an error, since its protocols are the storage site's business.
+    RSE is an error, since its protocols are the storage site's business. buckets=False: leave S3 buckets alone.
     """
     changes: list[Change] = []
 
@@ -179,6 +208,12 @@ def plan(client: Any, profile: Profile, ref: str | None = None,
         for key, value in wanted_attrs.items():
             if not _same(attrs.get(key), value):
                 add("rse-attribute", name, f"{key}={value}", client.add_rse_attribute, name, key, value)
+
+    for name, rse in profile.rses.items():
+        if buckets and rse.kind == "s3" and rse.credentials:
+            for bucket in [*owners]:
+                if not _bucket_exists(rse, bucket):
+                    add("bucket", f"{name}/{bucket}", f"S3 bucket at {rse.endpoint}", _make_bucket, rse, bucket)
 
     for acc in profile.accounts:
         limits = client.get_local_account_limits(acc.name) if acc.name in accounts else {}

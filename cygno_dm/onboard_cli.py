@@ -200,7 +200,7 @@ def policy_apply(experiment_name, profile_ref, allow_protected, as_json, batch, 
                 for s in _subscription_rows(client, profile):
                     if s["state"] == "missing":
                         client.add_subscription(s["name"], account, s["filter"], s["replication_rules"],
-                                                "cygno-dm policy", None, False, False)
+                                                "cygno-dm policy", False, False, False)
                         summary[profile.experiment.name]["subscription added"] = \
                             summary[profile.experiment.name].get("subscription added", 0) + 1
     finally:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def populate(client: Client, profile: Profile, endpoints: dict[str, dict[str, Any]]) -> None:
     """Make the catalogue match the profile (cygno_dm.onboard, creating the RSEs with the testbed's protocols),
     then give the server the S3 keys it signs URLs with."""
-    onboard.apply(onboard.plan(client, profile, rse_settings=endpoints).changes)
+    onboard.apply(onboard.plan(client, profile, rse_settings=endpoints, buckets=False).changes)
     if any(rse.kind == "s3" for rse in profile.rses.values()):
         ids = {name: client.get_rse(name)["id"] for name in profile.rses}
         path = Path(os.environ["RUCIO_HOME"]) / "etc" / "rse-accounts.cfg"

@@ -329,8 +329,9 @@ class Testbed:
         return {"RUCIO_CONFIG": str(self.client_cfg(account)), "RUCIO_ACCOUNT": account,
                 "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": self.settings.profile}
 
-    def client(self, account: str):
-        """A rucio Client authenticated by userpass as `account`, with tokens kept in this testbed.
+    def client(self, account: str, profile: Profile | None = None):
+        """A rucio Client authenticated by userpass as `account` (of `profile`, default the testbed's), with tokens
+        kept in this testbed.
 
         Rucio reads one configuration per process: unless RUCIO_CONFIG names an existing file, this testbed's
         client configuration becomes it.
@@ -340,7 +341,7 @@ class Testbed:
         os.environ.setdefault("X509_CERT_DIR", str(self.ca_dir))
         from rucio.client import Client
 
-        acc = self.profile.account(account)
+        acc = (profile or self.profile).account(account)
         tokens = self.state / "tokens" / "in-process" / acc.name
 
         class TestbedClient(Client):
