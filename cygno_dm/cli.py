@@ -116,12 +116,15 @@ def logs(state_dir: Path | None, component: str | None, lines: int) -> None:
 @testbed.command("env")
 @state_option
 @click.argument("account")
-def env_cmd(state_dir: Path | None, account: str) -> None:
+@click.option("--profile", default=None, help="ACCOUNT is of this (onboarded) experiment's profile")
+def env_cmd(state_dir: Path | None, account: str, profile: str | None) -> None:
     """Print shell exports to use the plain `rucio` CLI as ACCOUNT: eval "$(cygno-dm testbed env alice)"."""
     try:
-        exports = _testbed(state_dir).env(account)
+        exports = _testbed(state_dir).env(account, profile)
     except KeyError as err:
         raise click.ClickException(str(err.args[0])) from None
+    except ProfileError as err:
+        raise click.ClickException(str(err)) from None
     for key, value in exports.items():
         click.echo(f"export {key}={shlex.quote(value)}")
 

@@ -85,3 +85,10 @@ def write_alembic_ini(path: Path, database_url: str) -> None:
                             "formatter": "generic"},
         "formatter_generic": {"format": "%(levelname)-5.5s [%(name)s] %(message)s", "datefmt": "%H:%M:%S"},
     })
+
+
+def read_cfg(path: Path) -> Sections:
+    """The sections of an INI file written by write_cfg."""
+    cp = configparser.RawConfigParser()
+    cp.read(path)
+    return {name: dict(cp[name]) for name in cp.sections()}

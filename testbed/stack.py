@@ -323,11 +323,17 @@ class Testbed:
             time.sleep(0.3)
         raise TestbedError(f"daemons did not complete {passes} pass(es) in {timeout:.0f}s")
 
-    def env(self, account: str) -> dict[str, str]:
-        """Environment variables that let the plain `rucio` CLI act as `account` on this testbed."""
-        self.profile.account(account)
+    def env(self, account: str, profile: str | None = None) -> dict[str, str]:
+        """Environment variables that let the plain `rucio` CLI act as `account` on this testbed; with `profile`,
+        an account of another (onboarded) experiment, whose client config is written on first use."""
+        if profile is None:
+            self.profile.account(account)
+        else:
+            acc = load_profile(profile).account(account)
+            server = {s: dict(v) for s, v in rucio_config.read_cfg(self.rucio_cfg).items()}
+            rucio_config.write_cfg(self.client_cfg(acc.name), rucio_config.client_sections(server, acc, self.state))
         return {"RUCIO_CONFIG": str(self.client_cfg(account)), "RUCIO_ACCOUNT": account,
-                "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": self.settings.profile}
+                "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": profile or self.settings.profile}
 
     def client(self, account: str, profile: Profile | None = None):
         """A rucio Client authenticated by userpass as `account` (of `profile`, default the testbed's), with tokens

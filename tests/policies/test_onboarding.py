@@ -1,78 +1,24 @@
 """A second experiment (GravNet-like) onboarded on the running testbed next to CYGNO: `experiment apply`, isolation
-on the real server, its DAQ through `cygno-dm ingest`, and the replication policy as plan/apply."""
+on the real server, and the replication policy as plan/apply (its DAQ: tests/ingest/test_onboarded_ingest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import tomllib
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
-import h5py
-import numpy as np
 import pytest
-import tomli_w
 from rucio.common.exception import AccessDenied, RucioException
 
 from cygno_dm import replication
-from cygno_dm.ingest.catalog import Catalog
-from cygno_dm.ingest.config import IngestConfig
-from cygno_dm.ingest.discovery import WatchDir
-from cygno_dm.ingest.journal import Journal
-from cygno_dm.ingest.pipeline import Pipeline
-from cygno_dm.ingest.runner import Ingestor
-from cygno_dm.profile import PACKAGED, load_profile
+from tests.onboarding import ROLES, cli, onboard_gravnet
 from tests.policies.world import World
-
-CLI = str(Path(sys.executable).with_name("cygno-dm"))
-ROLES = ("daq", "data-manager", "user")
-
-
-def _cli(tb: Any, *args: str, account: str = "root") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **tb.env(account)}
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=300)
-
-
-def _served(client: Any, scope: str) -> None:
-    """Wait until the server's policy knows the new experiment (it re-reads psge.experiments every few seconds)."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.add_dataset(scope, f"LNF/probe{uuid.uuid4().hex[:8]}")
-            return
-        except AccessDenied:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
 
 
 @pytest.fixture(scope="session")
 def gravnet(world: World, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """The GravNet testbed profile on this testbed's RSEs, applied twice with `cygno-dm experiment apply`."""
-    tb = world.tb
-    data = tomllib.loads((PACKAGED / "gravnet-testbed.toml").read_text())
-    data["rses"] = tomllib.loads(Path(tb.settings.profile).read_text())["rses"]
-    path = tmp_path_factory.mktemp("gravnet") / "gravnet.toml"
-    path.write_bytes(tomli_w.dumps(data).encode())
-    profile = load_profile(str(path))
-    planned = _cli(tb, "experiment", "plan", str(path), "--json")
-    assert planned.returncode == 0, planned.stderr
-    first = _cli(tb, "experiment", "apply", str(path), "--json")
-    assert first.returncode == 0, first.stderr
-    again = _cli(tb, "experiment", "apply", str(path), "--json")
-    assert again.returncode == 0, again.stderr
-    accounts = {role: profile.accounts_with(role)[0].name for role in (*ROLES, "production")}
-    clients = {role: tb.client(name, profile) for role, name in accounts.items()}
-    _served(clients["daq"], "gravnet-raw")
-    return SimpleNamespace(path=path, profile=profile, planned=json.loads(planned.stdout),
-                           first=json.loads(first.stdout), again=json.loads(again.stdout), accounts=accounts,
-                           clients=clients)
+    """GravNet onboarded next to CYGNO."""
+    return onboard_gravnet(world.tb, tmp_path_factory.mktemp("gravnet"))
 
 
 def test_experiment_apply_creates_what_the_plan_lists_then_is_a_no_op(world: World, gravnet: SimpleNamespace) -> None:
@@ -90,7 +36,7 @@ def test_experiment_apply_creates_what_the_plan_lists_then_is_a_no_op(world: Wor
 
 
 def test_a_user_who_is_not_root_cannot_onboard(world: World, gravnet: SimpleNamespace) -> None:
-    out = _cli(world.tb, "experiment", "apply", str(gravnet.path), account=world.accounts["data-manager"])
+    out = cli(world.tb, "experiment", "apply", str(gravnet.path), account=world.accounts["data-manager"])
     assert out.returncode == 1 and "run as root" in out.stderr
 
 
@@ -141,40 +87,6 @@ def test_every_cross_experiment_action_is_refused_next_to_the_allowed_one(world:
     assert refused == [] and allowed == []
 
 
-def _h5(directory: Path, name: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    with h5py.File(directory / name, "w") as f:
-        f.create_dataset("iq", data=np.random.default_rng(7).normal(size=(20000, 2)).astype("f4"))
-        f.attrs.update({"start_time": "2026-11-30T10:00:00", "sample_rate_hz": 1.0e6,
-                        "center_frequency_hz": 8.4e9, "magnetic_field_t": 1.1, "detector": "FLASH"})
-    return directory / name
-
-
-def test_the_second_experiment_ingests_with_the_same_uploader(world: World, gravnet: SimpleNamespace,
-                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in world.tb.env(world.accounts["daq"]).items():
-        monkeypatch.setenv(key, value)
-    day = f"2026{uuid.uuid4().int % 12 + 1:02d}{uuid.uuid4().int % 28 + 1:02d}"
-    _h5(tmp_path / "daq" / "LNF", f"LNF_{day}_000001.h5")
-    daq = gravnet.accounts["daq"]
-    cfg = IngestConfig(watch=[WatchDir(tmp_path / "daq")], rse="CNAF_USERDISK", scope="gravnet-raw", account=daq,
-                       journal=tmp_path / "j.sqlite", settle=0, retry_base=0.3, retry_max=3, safety_poll=0.5,
-                       poll=0.5, once_max_idle=20, delete_local=False)
-    ing = Ingestor(Pipeline(gravnet.profile, cfg, Journal(cfg.journal),
-                            Catalog(lambda: world.tb.client(daq, gravnet.profile), daq)))
-    ing.run(once=True)
-    name = f"LNF/LNF_{day}_000001.h5"
-    (entry,) = ing.journal.entries()
-    assert entry.state.value in ("ATTACHED", "SAFE"), (entry.state, entry.reason)
-    meta = world.meta("gravnet-raw", name)
-    assert (meta["site"], meta["acq_date"], int(meta["sequence"]), meta["detector"]) == ("LNF", day, 1, "FLASH")
-    assert world.content("gravnet-raw", f"LNF/{day}") == [name]
-    rules = {(r["rse_expression"], r["copies"]) for r in world.root.list_did_rules("gravnet-raw", f"LNF/{day}")}
-    assert rules == {(r.rse_expression, r.copies) for r in gravnet.profile.replication["raw"]}
-    diffs = replication.plan(gravnet.clients["data-manager"], gravnet.profile)
-    assert not [d for d in diffs if d.name == f"LNF/{day}"], diffs  # the uploader's rules are the policy's
-
-
 def test_policy_plan_and_apply_fix_missing_changed_and_unwanted_rules(world: World,
                                                                       gravnet: SimpleNamespace) -> None:
     dm, root = gravnet.clients["data-manager"], world.root
@@ -194,7 +106,7 @@ def test_policy_plan_and_apply_fix_missing_changed_and_unwanted_rules(world: Wor
                                        comment="cygno-dm ingest: old policy")[0]
     users = root.add_replication_rule(did, 1, "BACKBONE_USERDISK", account="carla", comment="my analysis")[0]
 
-    out = _cli(world.tb, "policy", "plan", "--profile", str(gravnet.path), "--json", account="root")
+    out = cli(world.tb, "policy", "plan", "--profile", str(gravnet.path), "--json", account="root")
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout)["gravnet"]
     mine = [d for d in plan["differences"] if d["did"] in (f"gravnet-raw:{bare}", f"gravnet-raw:{odd}")]
