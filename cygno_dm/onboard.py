@@ -100,6 +100,13 @@ def check_together(profile: Profile, others: Iterable[str]) -> None:
     registry_of([*loaded, profile])
 
 
+def _experiment_of(ref: str) -> str | None:
+    try:
+        return load_profile(ref).experiment.name
+    except ProfileError:
+        return None
+
+
 def served(profile: Profile) -> dict[str, Any]:
     """What the policy package serves for the experiment once registered."""
     from rucio_policies.experiments import Experiment
@@ -237,9 +244,12 @@ def plan(client: Any, profile: Profile, ref: str | None = None,
 
         current = registered(client)
         check_together(profile, [*profile_refs(), *current])
-        if ref not in current:
-            add("registration", f"{CONFIG_SECTION}.{CONFIG_OPTION}", f"add {ref}", client.set_config_option,
-                CONFIG_SECTION, CONFIG_OPTION, json.dumps([*current, ref]))
+        others = [r for r in current if _experiment_of(r) != profile.experiment.name]
+        if ref not in current or len(others) != len(current) - 1:  # one reference per experiment
+            replaced = [r for r in current if r not in others]
+            add("registration", f"{CONFIG_SECTION}.{CONFIG_OPTION}",
+                f"add {ref}" + (f" (instead of {', '.join(replaced)})" if replaced else ""),
+                client.set_config_option, CONFIG_SECTION, CONFIG_OPTION, json.dumps([*others, ref]))
     return Plan(profile.experiment.name, changes, served(profile))
 
 

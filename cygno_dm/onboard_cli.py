@@ -186,6 +186,8 @@ def policy_apply(experiment_name, profile_ref, allow_protected, as_json, batch, 
 
     client = _client()
     account = client.whoami()["account"]
+    if with_subscriptions and account != "root":
+        raise click.ClickException("--subscriptions: only root adds subscriptions")
     results = _diffs(client, experiment_name, profile_ref, allow_protected)
     stopping = []
     previous = signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
@@ -195,8 +197,6 @@ def policy_apply(experiment_name, profile_ref, allow_protected, as_json, batch, 
             progress = None if as_json else (lambda done, total: Console(stderr=True).print(f"{done}/{total} done"))
             summary[profile.experiment.name] = apply(client, diffs, account, batch, progress, lambda: bool(stopping))
             if with_subscriptions:
-                if account != "root":
-                    raise click.ClickException("--subscriptions: only root adds subscriptions")
                 for s in _subscription_rows(client, profile):
                     if s["state"] == "missing":
                         client.add_subscription(s["name"], account, s["filter"], s["replication_rules"],

@@ -46,11 +46,15 @@ class Diff:
                 "detail": self.detail, "rule_id": self.rule_id}
 
 
+def _comment(rule: dict[str, Any]) -> str:
+    return rule.get("comments") or ""  # Rucio lists a rule's comment as `comments`
+
+
 def _lifetime_days(rule: dict[str, Any]) -> int | None:
     """The lifetime a rule was given: noted in its comment by `policy apply`, else expires_at - created_at."""
     if rule.get("expires_at") is None:
         return None
-    noted = LIFETIME_NOTE.search(rule.get("comment") or "")
+    noted = LIFETIME_NOTE.search(_comment(rule))
     if noted:
         return int(noted[1])
     expires, created = (_time(rule[k]) for k in ("expires_at", "created_at"))
@@ -75,7 +79,7 @@ def compare(profile: Profile, scope: str, name: str, rules: list[dict[str, Any]]
     for r in rules:
         by_expr[r["rse_expression"]].append(r)
     for want in wanted:
-        have = sorted(by_expr.get(want.rse_expression, []), key=lambda r: not OURS.match(r.get("comment") or ""))
+        have = sorted(by_expr.get(want.rse_expression, []), key=lambda r: not OURS.match(_comment(r)))
         if not have:
             yield Diff("missing", scope, name, want.rse_expression,
                        f"{want.copies} cop{'y' if want.copies == 1 else 'ies'}"
@@ -95,7 +99,7 @@ def compare(profile: Profile, scope: str, name: str, rules: list[dict[str, Any]]
         if expr in wanted_exprs:
             continue
         for rule in have:
-            if not OURS.match(rule.get("comment") or ""):
+            if not OURS.match(_comment(rule)):
                 continue  # users', production's and staging rules are not the policy's business
             protected = (rule["locked"] or _tape(expr, profile)) and not allow_protected
             yield Diff("protected" if protected else "unwanted", scope, name, expr,

@@ -41,11 +41,17 @@ def _served(client: Any, scope: str) -> None:
             time.sleep(1)
 
 
-def onboard_gravnet(tb: Any, directory: Path) -> SimpleNamespace:
-    """The GravNet testbed profile on this testbed's RSEs: planned, applied, applied again; its clients."""
+_DONE: dict[str, SimpleNamespace] = {}
+
+
+def onboard_gravnet(tb: Any) -> SimpleNamespace:
+    """The GravNet testbed profile on this testbed's RSEs: planned, applied, applied again (once per testbed and
+    test session); its clients."""
+    if str(tb.state) in _DONE:
+        return _DONE[str(tb.state)]
     data = tomllib.loads((PACKAGED / "gravnet-testbed.toml").read_text())
     data["rses"] = tomllib.loads(Path(tb.settings.profile).read_text())["rses"]
-    path = directory / "gravnet.toml"
+    path = tb.state / "gravnet.toml"
     path.write_bytes(tomli_w.dumps(data).encode())
     profile = load_profile(str(path))
     runs = {}
@@ -56,4 +62,5 @@ def onboard_gravnet(tb: Any, directory: Path) -> SimpleNamespace:
     accounts = {role: profile.accounts_with(role)[0].name for role in (*ROLES, "production")}
     clients = {role: tb.client(name, profile) for role, name in accounts.items()}
     _served(clients["daq"], "gravnet-raw")
-    return SimpleNamespace(path=path, profile=profile, accounts=accounts, clients=clients, **runs)
+    _DONE[str(tb.state)] = SimpleNamespace(path=path, profile=profile, accounts=accounts, clients=clients, **runs)
+    return _DONE[str(tb.state)]

@@ -20,7 +20,7 @@ def rule(expr: str, copies: int = 1, days: int | None = None, comment: str = "cy
     if days is not None:
         expires = (dt.datetime(2026, 11, 30, 10) + dt.timedelta(days=days)).strftime("%a, %d %b %Y %H:%M:%S UTC")
     return {"id": rid, "rse_expression": expr, "copies": copies, "expires_at": expires, "created_at": T0,
-            "comment": comment, "locked": locked}
+            "comments": comment, "locked": locked}
 
 
 def kinds(rules: list[dict], allow_protected: bool = False) -> list[tuple[str, str]]:

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.rucio
 
 
 @pytest.fixture(scope="module")
-def gravnet(testbed, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def gravnet(testbed) -> SimpleNamespace:
     """GravNet onboarded next to CYGNO (a no-op when the policy tests did it already)."""
-    return onboard_gravnet(testbed, tmp_path_factory.mktemp("gravnet"))
+    return onboard_gravnet(testbed)
 
 
 def _h5(directory: Path, name: str) -> Path:

@@ -16,9 +16,9 @@ from tests.policies.world import World
 
 
 @pytest.fixture(scope="session")
-def gravnet(world: World, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def gravnet(world: World) -> SimpleNamespace:
     """GravNet onboarded next to CYGNO."""
-    return onboard_gravnet(world.tb, tmp_path_factory.mktemp("gravnet"))
+    return onboard_gravnet(world.tb)
 
 
 def test_experiment_apply_creates_what_the_plan_lists_then_is_a_no_op(world: World, gravnet: SimpleNamespace) -> None:
@@ -51,7 +51,9 @@ def _side(world: World, gravnet: SimpleNamespace, name: str) -> SimpleNamespace:
     ds = f"{tag}/iso{uuid.uuid4().hex[:10]}"
     world.root.add_dataset(raw, ds)
     rule = world.root.add_replication_rule([{"scope": raw, "name": ds}], 1, world.disk, account="root")[0]
-    return SimpleNamespace(name=name, clients=clients, raw=raw, tag=tag, ds=ds, rule=rule, user_scope=user_scope)
+    url = world.root.lfns2pfns(world.disk, [f"{raw}:{ds}"], operation="read")[f"{raw}:{ds}"]
+    return SimpleNamespace(name=name, clients=clients, raw=raw, tag=tag, ds=ds, rule=rule, user_scope=user_scope,
+                           url=url)
 
 
 ACTIONS = {
@@ -60,10 +62,12 @@ ACTIONS = {
     "replicates from": lambda c, t: c.add_replication_rule([{"scope": t.raw, "name": t.ds}], 1, "BARI_USERDISK"),
     "deletes a rule in": lambda c, t: c.delete_replication_rule(t.rule),
     "writes in the user scope of": lambda c, t: c.add_dataset(t.user_scope, f"x{uuid.uuid4().hex[:8]}"),
+    "reads (a signed URL) in": lambda c, t: c.get_signed_url("CNAF_USERDISK", "s3", "read", t.url),
 }
 ALLOWED = {  # the same action in the account's own experiment, where its role may do it
     ("writes a dataset in", "daq"), ("writes metadata in", "daq"), ("replicates from", "data-manager"),
     ("deletes a rule in", "data-manager"), ("writes in the user scope of", "user"),
+    *(("reads (a signed URL) in", role) for role in ROLES),
 }
 
 
@@ -123,3 +127,33 @@ def test_policy_plan_and_apply_fix_missing_changed_and_unwanted_rules(world: Wor
     assert [(d.kind, d.rule_id) for d in after] == [("protected", locked)]  # re-running changes nothing more
     assert world.rule_state(extra) is None or root.get_replication_rule(extra)["expires_at"] is not None
     assert world.rule_state(locked) is not None and world.rule_state(users) is not None
+
+
+def test_root_adds_the_subscriptions_once(world: World, gravnet: SimpleNamespace) -> None:
+    args = ("policy", "apply", "--profile", str(gravnet.path), "--subscriptions", "--json")
+    refused = cli(world.tb, *args, account=world.accounts["data-manager"])
+    assert refused.returncode == 1 and "only root adds subscriptions" in refused.stderr
+    first = cli(world.tb, *args)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["gravnet"]["subscription added"] == 2
+    again = cli(world.tb, *args)
+    assert again.returncode == 0 and "subscription added" not in json.loads(again.stdout)["gravnet"], again.stdout
+    subs = {s["name"]: s for s in world.root.list_subscriptions(account="root")}
+    raw_filter = subs["gravnet-raw-policy"]["filter"]
+    assert (json.loads(raw_filter) if isinstance(raw_filter, str) else raw_filter)["scope"] == ["gravnet-raw"]
+    plan = json.loads(cli(world.tb, "policy", "plan", "--profile", str(gravnet.path), "--json").stdout)
+    assert {s["state"] for s in plan["gravnet"]["subscriptions"]} == {"present"}
+
+
+def test_replica_listings_are_signed_only_within_the_experiment(world: World, gravnet: SimpleNamespace) -> None:
+    day = f"2026{uuid.uuid4().int % 12 + 1:02d}{uuid.uuid4().int % 28 + 1:02d}"
+    name = f"LNF/LNF_{day}_{uuid.uuid4().int % 10**6:06d}.h5"
+    world.root.add_replica(world.disk, "gravnet-raw", name, 1, "00000001")
+    did = [{"scope": "gravnet-raw", "name": name}]
+
+    def pfns(client: object) -> list[str]:
+        (rep,) = client.list_replicas(did, schemes=["https", "s3"])  # type: ignore[attr-defined]
+        return list(rep["pfns"])
+    assert all("Signature" in u for u in pfns(gravnet.clients["user"])), pfns(gravnet.clients["user"])
+    foreign = pfns(world.clients["user"])  # CYGNO's user: the catalogue answers, without signatures
+    assert foreign and not any("Signature" in u for u in foreign), foreign
