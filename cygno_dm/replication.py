@@ -25,6 +25,7 @@ POLICY_COMMENT = "cygno-dm policy"
 OURS = re.compile(r"^cygno-dm\b")
 LIFETIME_NOTE = re.compile(r"lifetime=(\d+)d")
 DAY = 86400
+SOFT = 3600  # Rucio's soft deletion of a rule: it expires within this many seconds
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,13 @@ def _lifetime_days(rule: dict[str, Any]) -> int | None:
         return int(noted[1])
     expires, created = (_time(rule[k]) for k in ("expires_at", "created_at"))
     return round((expires - created).total_seconds() / DAY)
+
+
+def _leaving(rule: dict[str, Any]) -> bool:
+    """Whether a rule expires within the hour (Rucio's soft deletion of a rule sets that)."""
+    if rule.get("expires_at") is None:
+        return False
+    return _time(rule["expires_at"]) <= dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=SOFT)
 
 
 def _time(value: Any) -> dt.datetime:
@@ -101,6 +109,8 @@ def compare(profile: Profile, scope: str, name: str, rules: list[dict[str, Any]]
         for rule in have:
             if not OURS.match(_comment(rule)):
                 continue  # users', production's and staging rules are not the policy's business
+            if _leaving(rule):
+                continue  # removed already: Rucio lets a deleted rule expire within the hour
             protected = (rule["locked"] or _tape(expr, profile)) and not allow_protected
             yield Diff("protected" if protected else "unwanted", scope, name, expr,
                        "locked" if rule["locked"] else ("tape rule" if protected else "not in the policy"),

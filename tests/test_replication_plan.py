@@ -71,3 +71,9 @@ def test_replication_of_an_unknown_data_type_is_refused():
     data["replication"]["calibration"] = []
     with pytest.raises(ProfileError, match="replication: data type 'calibration'"):
         parse_profile(data)
+
+
+def test_a_rule_already_deleted_is_not_unwanted_again():
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=59)).strftime("%a, %d %b %Y %H:%M:%S UTC")
+    leaving = {**rule("BACKBONE_USERDISK", comment="cygno-dm policy"), "expires_at": soon}
+    assert kinds([rule("T1_USERTAPE"), rule("CNAF_USERDISK", days=90), rule("BARI_USERDISK", days=14), leaving]) == []
