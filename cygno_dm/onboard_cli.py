@@ -12,6 +12,18 @@ from rich.table import Table
 from cygno_dm.profile import ProfileError, load_profile
 
 
+class _RucioErrors(click.Group):
+    """Rucio's refusals and outages end a command with one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from rucio.common.exception import RucioException
+
+        try:
+            return super().invoke(ctx)
+        except RucioException as err:
+            raise click.ClickException(f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+
+
 def root_client():
     """A Rucio client from the environment's rucio.cfg; only root (or an admin account) may onboard."""
     from rucio.client import Client
@@ -57,7 +69,7 @@ def _plan(profile_arg: str):
         raise click.ClickException(str(err)) from None
 
 
-@click.group()
+@click.group(cls=_RucioErrors)
 def experiment() -> None:
     """Onboard an experiment from its profile on the shared Rucio (accounts, scopes, RSEs, quotas, policy)."""
 
@@ -111,7 +123,7 @@ def _subscription_rows(client, profile):
     return [{**s, "state": "present" if s["name"] in have else "missing"} for s in subscriptions(profile)]
 
 
-@click.group()
+@click.group(cls=_RucioErrors)
 def policy() -> None:
     """The profiles' replication policy against the rules Rucio holds per dataset."""
 

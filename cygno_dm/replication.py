@@ -208,6 +208,7 @@ def subscriptions(profile: Profile) -> list[dict[str, Any]]:
         out.append({"name": f"{profile.experiment.name}-{dtype}-policy",
                     "filter": {"scope": scopes, "did_type": ["DATASET"]},
                     "replication_rules": [{"rse_expression": r.rse_expression, "copies": r.copies,
+                                           "activity": "User Subscriptions",
                                            **({"lifetime": r.lifetime_days * DAY} if r.lifetime_days else {})}
                                           for r in rules]})
     return out

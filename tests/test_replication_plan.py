@@ -62,7 +62,8 @@ def test_subscriptions_carry_each_data_type():
     subs = {s["name"]: s for s in replication.subscriptions(PROFILE)}
     assert set(subs) == {"gravnet-raw-policy", "gravnet-analysis-policy"}
     assert subs["gravnet-raw-policy"]["filter"] == {"scope": ["gravnet-raw"], "did_type": ["DATASET"]}
-    assert {"rse_expression": "BARI_USERDISK", "copies": 1, "lifetime": 14 * 86400} in \
+    assert {"rse_expression": "BARI_USERDISK", "copies": 1, "activity": "User Subscriptions",
+            "lifetime": 14 * 86400} in \
         subs["gravnet-raw-policy"]["replication_rules"]
 
 
