@@ -218,7 +218,7 @@ def plan(client: Any, profile: Profile, ref: str | None = None,
 
     for name, rse in profile.rses.items():
         if buckets and rse.kind == "s3" and rse.credentials:
-            for bucket in [*owners]:
+            for bucket in owners:
                 if not _bucket_exists(rse, bucket):
                     add("bucket", f"{name}/{bucket}", f"S3 bucket at {rse.endpoint}", _make_bucket, rse, bucket)
 

@@ -101,10 +101,16 @@ def _client():
 
 def _profiles(client, experiment_name: str | None, profile_ref: str | None):
     """The profiles to compare: --profile, else $CYGNO_DM_PROFILE's and the onboarded ones; --experiment picks one."""
+    from rucio.common.exception import AccessDenied
+
     from cygno_dm.onboard import registered
     from rucio_policies.experiments import profile_refs
 
-    refs = [profile_ref] if profile_ref else list(dict.fromkeys([*profile_refs(), *registered(client)]))
+    try:
+        onboarded = [] if profile_ref else registered(client)
+    except AccessDenied:  # only root and admins read Rucio's configuration: the environment's profiles then
+        onboarded = []
+    refs = [profile_ref] if profile_ref else list(dict.fromkeys([*profile_refs(), *onboarded]))
     try:
         profiles = {p.experiment.name: p for p in map(load_profile, refs)}
     except ProfileError as err:

@@ -159,8 +159,10 @@ def fix(client: Any, diff: Diff, account: str) -> str:
         return "lifetime updated"
     if diff.kind == "copies":
         assert want is not None
-        client.reduce_replication_rule(diff.rule_id, want.copies) if want.copies < int(diff.detail.split()[0]) \
-            else _replace(client, diff, account)
+        if want.copies < int(diff.detail.split()[0]):
+            client.reduce_replication_rule(diff.rule_id, want.copies)
+        else:
+            _replace(client, diff, account)
         return "copies changed"
     if diff.kind == "unwanted":
         try:
