@@ -20,6 +20,7 @@ from cygno_dm.profile import Profile, load_profile
 from testbed import daemons, rucio_config
 from testbed.rses import host_port, rse_settings, s3_credentials, storage_dir
 from testbed.storage.health import http_ok, s3_ready, webdav_ready
+from testbed.storage.tls import ensure_client_cert
 from testbed.supervisor import Component, Supervisor, healthy
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,12 @@ class Testbed:
 
     @property
     def fts_url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.fts_port}"
+        return f"https://{self.settings.host}:{self.settings.fts_port}"
+
+    def storage_endpoints(self) -> list[str]:
+        """What the transfer service may copy between: each RSE's endpoint, or its directory for posix RSEs."""
+        return [f"file://{storage_dir(name, rse, self.state)}" if rse.kind == "posix" else str(rse.endpoint)
+                for name, rse in self.profile.rses.items()]
 
     @property
     def rucio_cfg(self) -> Path:
@@ -199,8 +205,10 @@ class Testbed:
                 "fts",
                 [py, "-m", "testbed.fts", "--host", self.settings.host, "--port", str(self.settings.fts_port),
                  "--db", str(self.state / "fts" / "fts.db"),
-                 "--s3-credentials", str(self.state / "etc" / "s3-credentials.json")],
-                url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/"),
+                 "--s3-credentials", str(self.state / "etc" / "s3-credentials.json"),
+                 "--tls-dir", str(self.state / "tls"),
+                 *(x for e in self.storage_endpoints() for x in ("--storage-endpoint", e))],
+                url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/health"),
             ),
             Component(
                 RUCIO_SERVER,
@@ -262,6 +270,7 @@ class Testbed:
         self._settings_file().write_text(json.dumps(asdict(self.settings), indent=1))
         server = rucio_config.server_sections(self.profile, self.state, self.settings.database,
                                               self.rucio_url, self.fts_url)
+        server["conveyor"]["usercert"] = str(ensure_client_cert(self.state / "tls", "rucio-conveyor"))
         rucio_config.write_cfg(self.rucio_cfg, server)
         rucio_config.write_alembic_ini(self.state / "etc" / "alembic.ini", self.settings.database)
         for acc in self.profile.accounts:

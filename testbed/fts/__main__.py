@@ -35,6 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tape-poll", type=float, default=1.0, help="seconds between Tape REST polls")
     p.add_argument("--copy-mode", choices=("streamed", "gfal2"), default="streamed",
                    help="streamed: copy through this service hashing on the fly; gfal2: let gfal2 pick (TPC)")
+    p.add_argument("--tls-dir", type=Path, required=True,
+                   help="testbed CA directory (tls.py layout): https with a host certificate, client certificates "
+                        "verified against <tls-dir>/ca")
+    p.add_argument("--admin-dn", action="append", default=[], help="DN that may see and change every job")
+    p.add_argument("--storage-endpoint", action="append", default=[],
+                   help="scheme://host:port or file:///dir the service may copy between (repeat); "
+                        "every other URL is refused")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument("--gfal2-log-level", default="WARNING", help="level of gfal2/Davix messages")
@@ -54,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                     tape_poll_interval=args.tape_poll)
     config = ServiceConfig(db=args.db, host=args.host, port=args.port, s3_credentials=args.s3_credentials,
                            limits=limits, vo=args.vo, user_dn=args.user_dn, default_retries=args.retries,
-                           streamed=args.copy_mode == "streamed")
+                           streamed=args.copy_mode == "streamed", tls_dir=args.tls_dir,
+                           admins=frozenset(args.admin_dn), storage_endpoints=tuple(args.storage_endpoint))
     service = FtsService(config)
     service.start()
 

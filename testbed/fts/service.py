@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from . import credentials
 from .api import create_app
+from .auth import TokenVerifier
 from .copier import Copier
+from .endpoints import Endpoints
 from .metrics import Metrics
 from .scheduler import Limits, Scheduler
 from .store import Store
@@ -34,6 +37,10 @@ class ServiceConfig:
     user_dn: str = "/DC=org/DC=cygno/CN=testbed-fts-user"
     default_retries: int = 0
     streamed: bool = True
+    tls_dir: Path | None = None  # testbed CA dir: serve https with <tls_dir>/hosts/<host>.pem, verify clients
+    admins: frozenset[str] = frozenset()  # DNs (or token subjects) that may see and change every job
+    storage_endpoints: tuple[str, ...] = ()  # scheme://host:port or file:///dir this service copies between
+    verify_token: TokenVerifier | None = None  # bearer tokens are refused without one
 
 
 class FtsService:
@@ -43,6 +50,9 @@ class FtsService:
         self.config = config
         self.identity = Identity(user_dn=config.user_dn, vo=config.vo)
         self.defaults = Defaults(retries=config.default_retries)
+        self.admins = frozenset(config.admins)
+        self.endpoints = Endpoints.parse(list(config.storage_endpoints))
+        self.verify_token = config.verify_token
         self.metrics = Metrics()
         self.store = Store(config.db)
         self.copier = Copier(credentials.load(config.s3_credentials), streamed=config.streamed)
@@ -56,10 +66,25 @@ class FtsService:
 
     def serve_forever(self) -> None:
         """Serve HTTP in the foreground until shutdown() is called."""
-        self._server = make_server(self.config.host, self.config.port, self.app, threaded=True)
-        log.info("FTS-compatible service listening on http://%s:%d (db %s)", self.config.host,
-                 self._server.server_port, self.config.db)
+        context = self.ssl_context()
+        self._server = make_server(self.config.host, self.config.port, self.app, threaded=True, ssl_context=context)
+        log.info("FTS-compatible service listening on %s://%s:%d (db %s)", "https" if context else "http",
+                 self.config.host, self._server.server_port, self.config.db)
         self._server.serve_forever()
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """TLS with the host certificate; client certificates (and RFC 3820 proxies) verified by the CA."""
+        if self.config.tls_dir is None:
+            return None
+        from testbed.storage.tls import ensure_host_cert
+
+        cert, key, ca_dir = ensure_host_cert(self.config.tls_dir, self.config.host)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        context.load_verify_locations(cafile=str(ca_dir / "ca.pem"))
+        context.verify_mode = ssl.CERT_OPTIONAL  # bearer-token clients present no certificate
+        context.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
+        return context
 
     def shutdown(self, grace: float = 5.0) -> None:
         """Stop serving and scheduling; interrupted copies stay ACTIVE and are recovered at the next start."""
