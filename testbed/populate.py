@@ -18,6 +18,7 @@ from rucio.client import Client
 from rucio.common.exception import Duplicate, RSEProtocolPriorityError
 
 from cygno_dm.profile import Profile, load_profile
+from testbed.private import write_private
 from testbed.rses import rse_accounts
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def populate(client: Client, profile: Profile, endpoints: dict[str, dict[str, An
                 _once(f"sign-url attribute of {acc.name}", client.add_account_attribute, acc.name, "sign-url", "True")
         ids = {name: client.get_rse(name)["id"] for name in profile.rses}
         path = Path(os.environ["RUCIO_HOME"]) / "etc" / "rse-accounts.cfg"
-        path.write_text(json.dumps(rse_accounts(profile, ids), indent=1))
+        write_private(path, json.dumps(rse_accounts(profile, ids), indent=1))
     for src, dsts in profile.distances.items():
         for dst, distance in dsts.items():
             try:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from cygno_dm.profile import Profile, load_profile
 from testbed import daemons, rucio_config
+from testbed.private import private_dir, write_private
 from testbed.rses import host_port, rse_settings, s3_credentials, storage_dir
 from testbed.storage.health import http_ok, s3_ready, webdav_ready
 from testbed.storage.tls import ensure_client_cert
@@ -176,7 +177,8 @@ class Testbed:
             if rse.kind == "s3":
                 url = f"https://{host}:{port}"
                 argv = [py, "-m", "testbed.storage.s3", "--host", host, "--port", str(port),
-                        "--access-key", rse.credentials["access_key"], "--secret-key", rse.credentials["secret_key"],
+                        "--access-key", rse.credentials["access_key"],
+                        "--secret-key-file", str(self.state / "etc" / "s3" / f"{name}.key"),
                         "--state-dir", root, "--tls-dir", tls, *(x for b in buckets for x in ("--bucket", b))]
                 health = (lambda u: lambda: s3_ready(u))(url)
             elif rse.kind == "webdav":
@@ -233,6 +235,8 @@ class Testbed:
         if self.settings.database.startswith("postgresql"):
             ensure_postgres_database(self.settings.database)
         self._run([sys.executable, "-m", "testbed.bootstrap"], "bootstrap")
+        if self.settings.database.startswith("sqlite:///"):  # the database holds live Rucio tokens
+            Path(self.settings.database.removeprefix("sqlite:///")).chmod(0o600)
         comps = self.components()
         server = next(i for i, c in enumerate(comps) if c.name == RUCIO_SERVER)
         for comp in comps[:server + 1]:
@@ -266,7 +270,9 @@ class Testbed:
                 raise TestbedError(f"port {parts.hostname}:{parts.port} for {comp.name} is taken by another process")
 
     def _write_config(self) -> None:
-        (self.state / "etc").mkdir(parents=True, exist_ok=True)
+        self.state.chmod(0o711)  # xrootd (another user) traverses to its root; nobody else lists the state
+        for private in ("etc", "fts", "tokens", "logs"):
+            private_dir(self.state / private)
         self._settings_file().write_text(json.dumps(asdict(self.settings), indent=1))
         server = rucio_config.server_sections(self.profile, self.state, self.settings.database,
                                               self.rucio_url, self.fts_url)
@@ -284,8 +290,10 @@ class Testbed:
             storage_dir(name, rse, self.state).mkdir(parents=True, exist_ok=True)
             rses[name] = rse_settings(name, rse, self.state, self.fts_url)
         (self.state / "etc" / "rses.json").write_text(json.dumps(rses, indent=1))
-        (self.state / "etc" / "s3-credentials.json").write_text(json.dumps(s3_credentials(self.profile), indent=1))
-        (self.state / "fts").mkdir(exist_ok=True)
+        write_private(self.state / "etc" / "s3-credentials.json", json.dumps(s3_credentials(self.profile), indent=1))
+        for name, rse in self.profile.rses.items():
+            if rse.kind == "s3":
+                write_private(self.state / "etc" / "s3" / f"{name}.key", rse.credentials["secret_key"])
 
     def _run(self, argv: list[str], what: str) -> None:
         self.sup.log_dir.mkdir(parents=True, exist_ok=True)

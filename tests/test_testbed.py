@@ -4,6 +4,7 @@ every account, uploads land at the identity layout on every kind of storage and 
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -79,3 +80,24 @@ def test_download_from_tape_needs_allow_tape(testbed: Testbed, tmp_path: Path) -
     res = rucio(testbed, "alice", "download", "--dir", str(tmp_path / "dl"), f"cygno-data:{name}")
     assert not (tmp_path / "dl" / "cygno-data" / name).exists()
     assert "only has replicas on tape" in res.stderr
+
+
+def test_secrets_are_private_and_never_on_a_command_line(testbed: Testbed) -> None:
+    etc = testbed.state / "etc"
+    assert stat.S_IMODE(etc.stat().st_mode) == 0o700
+    assert stat.S_IMODE((testbed.state / "tls" / "clients").stat().st_mode) == 0o700
+    secret_files = [testbed.rucio_cfg, etc / "client.cfg", etc / "rse-accounts.cfg", etc / "s3-credentials.json",
+                    *etc.glob("client-*.cfg"), *(etc / "s3").glob("*.key"),
+                    *(testbed.state / "tls" / "clients").glob("*.pem")]
+    if testbed.settings.database.startswith("sqlite"):
+        secret_files.append(testbed.state / "rucio.db")
+    for path in secret_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    secrets = [r.credentials["secret_key"] for r in testbed.profile.rses.values() if r.kind == "s3"]
+    secrets += [a.password for a in testbed.profile.accounts if a.password]
+    for name in testbed.sup.names():
+        pid = testbed.sup.pid(name)
+        if pid is None:
+            continue
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        assert not [s for s in secrets if s in cmdline], f"{name} has a secret on its command line"

@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
+from testbed.private import write_private
+
 from .conftest import REPO, FtsProcess, FtsTls, _stop, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("testbed.storage.s3") is None,
@@ -32,7 +34,8 @@ class Site:
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "testbed.storage.s3", "--host", host, "--port", str(self.port),
-                 "--access-key", key, "--secret-key", secret, "--bucket", "cygno-data"],
+                 "--access-key", key, "--secret-key-file", str(write_private(log.with_suffix(".key"), secret)),
+                 "--bucket", "cygno-data"],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
         wait_for(self._up, 60, what=f"S3 site {host}")
 

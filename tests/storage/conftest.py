@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.private import write_private
 from testbed.storage import s3_ready, webdav_ready
 from testbed.storage.gfal import S3Site
 from testbed.storage.webdav import WebdavEndpoint
@@ -73,8 +74,9 @@ def start_s3(
     site: S3Site, state_dir: Path | None, log_path: Path, extra: list[str] | None = None, scheme: str = "http"
 ) -> Server:
     """Run one S3 site in a subprocess until it answers its health check."""
+    secret = write_private(log_path.parent / "secrets" / f"{site.host}.key", site.secret_key)
     args = [*(extra or []), "--host", site.host, "--port", str(site.port), "--access-key", site.access_key,
-            "--secret-key", site.secret_key]
+            "--secret-key-file", str(secret)]
     for bucket in BUCKETS:
         args += ["--bucket", bucket]
     if state_dir:
