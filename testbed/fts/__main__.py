@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storage-endpoint", action="append", default=[],
                    help="scheme://host:port or file:///dir the service may copy between (repeat); "
                         "every other URL is refused")
+    p.add_argument("--client-cert", type=Path,
+                   help="certificate + key (one 0600 PEM) presented to storage: gfal2 copies (X509_USER_PROXY) "
+                        "and Tape REST calls")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument("--gfal2-log-level", default="WARNING", help="level of gfal2/Davix messages")
@@ -62,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     config = ServiceConfig(db=args.db, host=args.host, port=args.port, s3_credentials=args.s3_credentials,
                            limits=limits, vo=args.vo, user_dn=args.user_dn, default_retries=args.retries,
                            streamed=args.copy_mode == "streamed", tls_dir=args.tls_dir,
-                           admins=frozenset(args.admin_dn), storage_endpoints=tuple(args.storage_endpoint))
+                           admins=frozenset(args.admin_dn), storage_endpoints=tuple(args.storage_endpoint),
+                           client_cert=args.client_cert)
+    if args.client_cert:
+        os.environ["X509_USER_PROXY"] = str(args.client_cert)  # gfal2/Davix present it to every storage
     service = FtsService(config)
     service.start()
 

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, jsonify, request
 
+from testbed.auth import AuthError, Caller, authenticate
+
 from . import clock, states, views
-from .auth import AuthError, Caller, authenticate
 from .endpoints import EndpointError
 from .store import DuplicateJob
 from .submission import Identity, SubmissionError, build_job

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from testbed.auth import TokenVerifier, ssl_server_context
+
 from . import credentials
 from .api import create_app
-from .auth import TokenVerifier
 from .copier import Copier
 from .endpoints import Endpoints
 from .metrics import Metrics
@@ -41,6 +42,7 @@ class ServiceConfig:
     admins: frozenset[str] = frozenset()  # DNs (or token subjects) that may see and change every job
     storage_endpoints: tuple[str, ...] = ()  # scheme://host:port or file:///dir this service copies between
     verify_token: TokenVerifier | None = None  # bearer tokens are refused without one
+    client_cert: Path | None = None  # certificate + key (one PEM) the service presents to storage
 
 
 class FtsService:
@@ -56,7 +58,8 @@ class FtsService:
         self.metrics = Metrics()
         self.store = Store(config.db)
         self.copier = Copier(credentials.load(config.s3_credentials), streamed=config.streamed)
-        self.scheduler = Scheduler(self.store, self.copier, config.limits, TapeClient(), self.metrics)
+        tape = TapeClient(cert=str(config.client_cert) if config.client_cert else None)
+        self.scheduler = Scheduler(self.store, self.copier, config.limits, tape, self.metrics)
         self.app = create_app(self)
         self._server: BaseWSGIServer | None = None
 
@@ -79,12 +82,7 @@ class FtsService:
         from testbed.storage.tls import ensure_host_cert
 
         cert, key, ca_dir = ensure_host_cert(self.config.tls_dir, self.config.host)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        context.load_verify_locations(cafile=str(ca_dir / "ca.pem"))
-        context.verify_mode = ssl.CERT_OPTIONAL  # bearer-token clients present no certificate
-        context.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
-        return context
+        return ssl_server_context(str(cert), str(key), str(ca_dir / "ca.pem"))
 
     def shutdown(self, grace: float = 5.0) -> None:
         """Stop serving and scheduling; interrupted copies stay ACTIVE and are recovered at the next start."""

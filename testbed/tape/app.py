@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.wrappers import Request, Response
 
+from testbed.auth import AuthError, TokenVerifier, authenticate
 from testbed.tape.config import TapeConfig
 from testbed.tape.lifecycle import Lifecycle
 from testbed.tape.locking import StateLock
@@ -23,6 +24,8 @@ from testbed.tape.webdav import WebDav
 
 log = logging.getLogger(__name__)
 
+READ_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
+
 
 def request_path(req: Request) -> str:
     """Return the decoded request path exactly as sent (werkzeug's ``path`` drops repeated leading slashes)."""
@@ -33,9 +36,10 @@ def request_path(req: Request) -> str:
 class TapeApp:
     """WSGI callable of one tape endpoint."""
 
-    def __init__(self, config: TapeConfig, start_worker: bool = True) -> None:
+    def __init__(self, config: TapeConfig, start_worker: bool = True, verify_token: TokenVerifier | None = None) -> None:
         config.prepare()
         self.config = config
+        self.verify_token = verify_token
         self.store = Store(config.db_path)
         self.ns = Namespace(config, self.store, StateLock(config.root / "state.lock"))
         self.staging = Staging(self.ns, self.store, config.pin_lifetime)
@@ -49,6 +53,8 @@ class TapeApp:
     def dispatch(self, req: Request) -> Response:
         """Return the response to one request."""
         raw = request_path(req)
+        if req.method not in READ_METHODS and raw.rstrip("/") != API + "/archiveinfo":
+            self.check_caller(req)
         if raw.rstrip("/") == DISCOVERY:
             return self.rest.discovery(req)
         if raw == API or raw.startswith(API + "/"):
@@ -60,6 +66,16 @@ class TapeApp:
         except BadPath as exc:
             raise Problem(400, str(exc)) from exc
         return self.dav.handle(req, path)
+
+    def check_caller(self, req: Request) -> None:
+        """Writes, deletes and Tape REST stage/release/cancel need a client certificate or a bearer token."""
+        try:
+            caller = authenticate(req.environ, frozenset(), self.verify_token)
+        except AuthError as exc:
+            log.warning("refused %s %s from %s: %s", req.method, req.path, req.remote_addr, exc)
+            raise Problem(401, f"{req.method} needs a credential: {exc}",
+                          {"WWW-Authenticate": 'Bearer realm="tape"'}) from None
+        log.info("%s %s by %s (%s)", req.method, req.path, caller.dn, caller.method)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         req = Request(environ)
@@ -76,6 +92,6 @@ class TapeApp:
         return resp(environ, start_response)
 
 
-def create_app(config: TapeConfig, start_worker: bool = True) -> TapeApp:
+def create_app(config: TapeConfig, start_worker: bool = True, verify_token: TokenVerifier | None = None) -> TapeApp:
     """Build the WSGI application of a tape endpoint (and start its background worker)."""
-    return TapeApp(config, start_worker)
+    return TapeApp(config, start_worker, verify_token)

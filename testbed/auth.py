@@ -1,13 +1,15 @@
-"""Who is calling: the X.509 client certificate (or proxy) of the TLS connection, or a bearer token.
+"""Who is calling a testbed service: the X.509 client certificate (or proxy) of the TLS connection, or a bearer token.
 
 The TLS layer has already verified the certificate chain against the testbed CA (proxies allowed); this module
 turns the verified certificate into the DN FTS reports, and asks the token verifier about bearer tokens.
+Servers: werkzeug puts the certificate in `SSL_CLIENT_CERT`; under gunicorn it is read from the connection.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +54,29 @@ def end_entity_dn(pem: str) -> str:
     return dn
 
 
+def peer_certificate(environ: dict[str, Any]) -> str | None:
+    """The verified client certificate of the request (PEM), if the client presented one."""
+    pem = environ.get("SSL_CLIENT_CERT")
+    if pem:
+        return pem
+    sock = environ.get("gunicorn.socket")
+    if isinstance(sock, ssl.SSLSocket):
+        der = sock.getpeercert(binary_form=True)
+        if der:
+            return ssl.DER_cert_to_PEM_cert(der)
+    return None
+
+
+def ssl_server_context(cert: str, key: str, ca_file: str) -> ssl.SSLContext:
+    """TLS server context: host certificate; client certificates (and RFC 3820 proxies) verified if presented."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(cafile=ca_file)
+    context.verify_mode = ssl.CERT_OPTIONAL  # bearer-token clients present no certificate
+    context.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
+    return context
+
+
 def authenticate(environ: dict[str, Any], admins: frozenset[str], verify_token: TokenVerifier | None) -> Caller:
     """The caller of a WSGI request, or AuthError."""
     header = environ.get("HTTP_AUTHORIZATION", "")
@@ -63,7 +88,7 @@ def authenticate(environ: dict[str, Any], admins: frozenset[str], verify_token: 
             raise AuthError("bearer token refused: this service has no token issuer configured")
         subject = verify_token(token.strip())
         return Caller(subject, "token", subject in admins)
-    pem = environ.get("SSL_CLIENT_CERT")
+    pem = peer_certificate(environ)
     if pem:
         dn = end_entity_dn(pem)
         return Caller(dn, "certificate", dn in admins)
