@@ -26,7 +26,7 @@ FTS_HOST = "127.0.0.45"
 TAPE_HOST = "127.0.0.46"
 # The service copies only between configured endpoints: the test hosts (any port) and the test's tmp dir.
 TEST_ENDPOINTS = [f"https://{h}" for h in (S3_A[0], S3_B[0], DOWN_HOST, TAPE_HOST)]
-USER, OTHER, ADMIN = "fts-test-user", "fts-test-other", "fts-test-admin"
+USER, OTHER, ADMIN, SERVICE = "fts-test-user", "fts-test-other", "fts-test-admin", "fts-test-service"
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 
 
@@ -111,7 +111,7 @@ class FtsTls:
 
         self.dir = tls_dir
         self.ca = str(tls_dir / "ca" / "ca.pem")
-        self.certs = {name: str(ensure_client_cert(tls_dir, name)) for name in (USER, OTHER, ADMIN)}
+        self.certs = {name: str(ensure_client_cert(tls_dir, name)) for name in (USER, OTHER, ADMIN, SERVICE)}
 
     @staticmethod
     def dn(name: str) -> str:
@@ -163,7 +163,8 @@ class FtsProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "testbed.fts", "--host", self.host, "--port", str(self.port), "--db",
                  str(self.db), "--s3-credentials", str(self.creds), "--tape-poll", "0.3", "--tls-dir",
-                 str(self.tls.dir), "--admin-dn", self.tls.dn(ADMIN), "--storage-endpoint", f"file://{self.workdir}",
+                 str(self.tls.dir), "--admin-dn", self.tls.dn(ADMIN), "--client-cert", self.tls.certs[SERVICE],
+                 "--storage-endpoint", f"file://{self.workdir}",
                  *(x for e in TEST_ENDPOINTS for x in ("--storage-endpoint", e)), *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         wait_for(self.healthy, 30, what="FTS service health")
