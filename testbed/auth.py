@@ -31,14 +31,24 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated client: its DN (or token subject), how it authenticated, whether it is an admin."""
+    """An authenticated client: its DN (or token subject), how it authenticated, admin or not, token scopes."""
 
     dn: str
     method: str
     admin: bool = False
+    scopes: frozenset[str] = frozenset()
 
 
-TokenVerifier = Callable[[str], str]  # bearer token -> subject DN-like name; raises AuthError when refused
+@dataclass(frozen=True)
+class TokenIdentity:
+    """What a valid bearer token says: subject, scopes, groups."""
+
+    subject: str
+    scopes: frozenset[str]
+    groups: tuple[str, ...] = ()
+
+
+TokenVerifier = Callable[[str], TokenIdentity]  # raises AuthError (one-line reason) when the token is refused
 
 
 def slash_dn(name: x509.Name) -> str:
@@ -86,8 +96,8 @@ def authenticate(environ: dict[str, Any], admins: frozenset[str], verify_token: 
             raise AuthError("Authorization: only 'Bearer <token>' is accepted")
         if verify_token is None:
             raise AuthError("bearer token refused: this service has no token issuer configured")
-        subject = verify_token(token.strip())
-        return Caller(subject, "token", subject in admins)
+        who = verify_token(token.strip())
+        return Caller(who.subject, "token", who.subject in admins, who.scopes)
     pem = peer_certificate(environ)
     if pem:
         dn = end_entity_dn(pem)

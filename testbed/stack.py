@@ -21,13 +21,14 @@ from testbed import daemons, rucio_config
 from testbed.private import private_dir, write_private
 from testbed.rses import host_port, rse_settings, s3_credentials, storage_dir
 from testbed.storage.health import http_ok, s3_ready, webdav_ready
-from testbed.storage.tls import ensure_client_cert
+from testbed.storage.tls import client_cert_path, client_dn, ensure_client_cert
 from testbed.supervisor import Component, Supervisor, healthy
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE = Path(os.environ.get("CYGNO_DM_STATE", ".state/testbed"))
 RUCIO_SERVER = "rucio-server"
+RUCIO_CERT, FTS_CERT = "service-rucio", "service-fts"  # client certificates of Rucio's daemons and the FTS
 DAEMONS = "rucio-daemons"
 
 
@@ -117,6 +118,14 @@ class Testbed:
     def fts_url(self) -> str:
         return f"https://{self.settings.host}:{self.settings.fts_port}"
 
+    def client_cert(self, name: str) -> Path:
+        """Certificate + key (one 0600 PEM) of a testbed actor: `service-rucio`, `service-fts`, `account-<name>`."""
+        return client_cert_path(self.state / "tls", name)
+
+    def writer_dns(self) -> list[str]:
+        """DNs that may write to the WebDAV storage: Rucio's daemons, the transfer service and every account."""
+        return [client_dn(n) for n in (RUCIO_CERT, FTS_CERT, *(f"account-{a.name}" for a in self.profile.accounts))]
+
     def storage_endpoints(self) -> list[str]:
         """What the transfer service may copy between: each RSE's endpoint, or its directory for posix RSEs."""
         return [f"file://{storage_dir(name, rse, self.state)}" if rse.kind == "posix" else str(rse.endpoint)
@@ -156,6 +165,7 @@ class Testbed:
             "RUCIO_HOME": str(self.state),  # the server finds etc/rse-accounts.cfg (S3 keys) here
             "X509_CERT_DIR": str(self.ca_dir),
             "REQUESTS_CA_BUNDLE": str(self.ca_dir / "ca.pem"),  # Tape REST over https from the FTS service
+            "X509_USER_PROXY": str(self.client_cert(RUCIO_CERT)),  # gfal2 of the daemons (reaper) writes and deletes
             "CYGNO_DM_PROFILE": self.settings.profile,
             "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
@@ -185,7 +195,8 @@ class Testbed:
                 scheme = "https" if rse.endpoint.startswith(("https", "davs")) else "http"
                 url = f"{scheme}://{host}:{port}/"
                 argv = [py, "-m", "testbed.storage.webdav", "--host", host, "--port", str(port), "--root", root,
-                        "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls]
+                        "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls,
+                        *(x for dn in self.writer_dns() for x in ("--writer-dn", dn))]
                 health = (lambda u: lambda: webdav_ready(u))(url)
             else:
                 secure = rse.endpoint.startswith(("https", "davs"))
@@ -208,7 +219,7 @@ class Testbed:
                 [py, "-m", "testbed.fts", "--host", self.settings.host, "--port", str(self.settings.fts_port),
                  "--db", str(self.state / "fts" / "fts.db"),
                  "--s3-credentials", str(self.state / "etc" / "s3-credentials.json"),
-                 "--tls-dir", str(self.state / "tls"),
+                 "--tls-dir", str(self.state / "tls"), "--client-cert", str(self.client_cert(FTS_CERT)),
                  *(x for e in self.storage_endpoints() for x in ("--storage-endpoint", e))],
                 url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/health"),
             ),
@@ -276,7 +287,9 @@ class Testbed:
         self._settings_file().write_text(json.dumps(asdict(self.settings), indent=1))
         server = rucio_config.server_sections(self.profile, self.state, self.settings.database,
                                               self.rucio_url, self.fts_url)
-        server["conveyor"]["usercert"] = str(ensure_client_cert(self.state / "tls", "rucio-conveyor"))
+        for name in (RUCIO_CERT, FTS_CERT, *(f"account-{a.name}" for a in self.profile.accounts)):
+            ensure_client_cert(self.state / "tls", name)
+        server["conveyor"]["usercert"] = str(self.client_cert(RUCIO_CERT))  # to the transfer service
         rucio_config.write_cfg(self.rucio_cfg, server)
         rucio_config.write_alembic_ini(self.state / "etc" / "alembic.ini", self.settings.database)
         for acc in self.profile.accounts:
@@ -344,7 +357,8 @@ class Testbed:
         """Environment variables that let the plain `rucio` CLI act as `account` on this testbed."""
         self.profile.account(account)
         return {"RUCIO_CONFIG": str(self.client_cfg(account)), "RUCIO_ACCOUNT": account,
-                "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": self.settings.profile}
+                "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": self.settings.profile,
+                "X509_USER_PROXY": str(self.client_cert(f"account-{account}"))}  # gfal2 writes to WebDAV/tape
 
     def client(self, account: str):
         """A rucio Client authenticated by userpass as `account`, with tokens kept in this testbed.

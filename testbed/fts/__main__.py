@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from .scheduler import Limits
 from .service import FtsService, ServiceConfig
@@ -45,10 +46,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--client-cert", type=Path,
                    help="certificate + key (one 0600 PEM) presented to storage: gfal2 copies (X509_USER_PROXY) "
                         "and Tape REST calls")
+    p.add_argument("--token-issuer", help="accept WLCG bearer tokens of this issuer (scope 'fts', what Rucio asks)")
+    p.add_argument("--token-audience", help="audience the tokens must carry (default: --host, as Rucio asks)")
+    p.add_argument("--token-ca", help="CA file to reach the issuer with (default: the system's)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument("--gfal2-log-level", default="WARNING", help="level of gfal2/Davix messages")
     return p.parse_args(argv)
+
+
+def _token_verifier(args: argparse.Namespace) -> Any:
+    if not args.token_issuer:
+        return None
+    from testbed.tokens import WlcgTokenVerifier
+
+    return WlcgTokenVerifier(args.token_issuer, args.token_audience or args.host, required_scope="fts",
+                             ca=args.token_ca or True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                            limits=limits, vo=args.vo, user_dn=args.user_dn, default_retries=args.retries,
                            streamed=args.copy_mode == "streamed", tls_dir=args.tls_dir,
                            admins=frozenset(args.admin_dn), storage_endpoints=tuple(args.storage_endpoint),
-                           client_cert=args.client_cert)
+                           client_cert=args.client_cert, verify_token=_token_verifier(args))
     if args.client_cert:
         os.environ["X509_USER_PROXY"] = str(args.client_cert)  # gfal2/Davix present it to every storage
     service = FtsService(config)

@@ -64,6 +64,16 @@ def ensure_host_cert(tls_dir: Path, host: str) -> tuple[Path, Path, Path]:
         return cert, key, ca_dir
 
 
+def client_dn(name: str) -> str:
+    """The DN of the testbed client certificate called `name`."""
+    return f"/O=cygno-dm testbed/CN={name}"
+
+
+def client_cert_path(tls_dir: Path, name: str) -> Path:
+    """Where ensure_client_cert keeps the certificate + key of `name`."""
+    return tls_dir / "clients" / f"{name}.pem"
+
+
 def ensure_client_cert(tls_dir: Path, name: str) -> Path:
     """Create (once) a client certificate `/O=cygno-dm testbed/CN=<name>` signed by the testbed CA.
 
@@ -72,9 +82,9 @@ def ensure_client_cert(tls_dir: Path, name: str) -> Path:
     """
     with _locked(tls_dir):
         ca_dir = _ensure_ca(tls_dir)
-        clients = tls_dir / "clients"
+        combined = client_cert_path(tls_dir, name)
+        clients = combined.parent
         clients.mkdir(mode=0o700, exist_ok=True)
-        combined = clients / f"{name}.pem"
         if combined.exists():
             return combined
         key, csr, cert = clients / f"{name}.key", clients / f"{name}.csr", clients / f"{name}.crt"
@@ -82,7 +92,7 @@ def ensure_client_cert(tls_dir: Path, name: str) -> Path:
         ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
                        "extendedKeyUsage=clientAuth\n")
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-                 "-subj", f"/O=cygno-dm testbed/CN={name}", cwd=tls_dir)
+                 "-subj", client_dn(name), cwd=tls_dir)
         _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_dir / "ca.pem"), "-CAkey", "ca.key",
                  "-CAcreateserial", "-out", str(cert), "-days", str(DAYS), "-extfile", str(ext), cwd=tls_dir)
         tmp = clients / f".{name}.pem.tmp"

@@ -21,6 +21,7 @@ from testbed.tape.staging import Staging
 from testbed.tape.store import Store
 from testbed.tape.taperest import API, DISCOVERY, TapeRest
 from testbed.tape.webdav import WebDav
+from testbed.tokens import has_storage_scope
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class TapeApp:
         """Return the response to one request."""
         raw = request_path(req)
         if req.method not in READ_METHODS and raw.rstrip("/") != API + "/archiveinfo":
-            self.check_caller(req)
+            self.check_caller(req, raw)
         if raw.rstrip("/") == DISCOVERY:
             return self.rest.discovery(req)
         if raw == API or raw.startswith(API + "/"):
@@ -67,15 +68,34 @@ class TapeApp:
             raise Problem(400, str(exc)) from exc
         return self.dav.handle(req, path)
 
-    def check_caller(self, req: Request) -> None:
-        """Writes, deletes and Tape REST stage/release/cancel need a client certificate or a bearer token."""
+    def check_caller(self, req: Request, raw: str) -> None:
+        """Writes, deletes and Tape REST stage/release/cancel need a client certificate of the testbed CA, or a
+        bearer token whose WLCG storage scopes cover the paths."""
         try:
             caller = authenticate(req.environ, frozenset(), self.verify_token)
         except AuthError as exc:
             log.warning("refused %s %s from %s: %s", req.method, req.path, req.remote_addr, exc)
             raise Problem(401, f"{req.method} needs a credential: {exc}",
                           {"WWW-Authenticate": 'Bearer realm="tape"'}) from None
+        if caller.method == "token":
+            operation, paths = self._token_operation(req, raw)
+            missing = [p for p in paths if not has_storage_scope(caller.scopes, operation, p)]
+            if missing:
+                log.warning("refused %s %s to %s: no storage.%s scope for %s", req.method, req.path, caller.dn,
+                            operation, missing[0])
+                raise Problem(403, f"bearer token has no storage.{operation} scope covering {missing[0]}")
         log.info("%s %s by %s (%s)", req.method, req.path, caller.dn, caller.method)
+
+    @staticmethod
+    def _token_operation(req: Request, raw: str) -> tuple[str, list[str]]:
+        """The WLCG storage operation a request needs and the paths it touches."""
+        if raw == API or raw.startswith(API + "/"):
+            body = req.get_json(silent=True, cache=True) or {}
+            files = body.get("files") or [] if isinstance(body, dict) else []
+            paths = [f.get("path", "") for f in files if isinstance(f, dict)]
+            paths += [p for p in (body.get("paths") or [] if isinstance(body, dict) else []) if isinstance(p, str)]
+            return "stage", paths or ["/"]
+        return ("create" if req.method in ("PUT", "MKCOL") else "modify"), [raw]
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         req = Request(environ)

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("testbed.tape") is None
 class TapeEndpoint:
     """`python -m testbed.tape` on its own loopback address."""
 
-    def __init__(self, root: Path, migrate_after: float, evict_after: float, stage_latency: float, tls: FtsTls):
+    def __init__(self, root: Path, migrate_after: float, evict_after: float, stage_latency: float, tls: FtsTls,
+                 extra: tuple[str, ...] = ()):
         self.port = free_port(TAPE_HOST)
         self.tls = tls
         self.root = root
@@ -33,7 +34,7 @@ class TapeEndpoint:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "testbed.tape", "--host", TAPE_HOST, "--port", str(self.port), "--root",
                  str(root), "--migrate-after", str(migrate_after), "--evict-after", str(evict_after),
-                 "--stage-latency", str(stage_latency), "--server", "werkzeug", "--tls-dir", str(tls.dir)],
+                 "--stage-latency", str(stage_latency), "--server", "werkzeug", "--tls-dir", str(tls.dir), *extra],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         wait_for(self._up, 30, what="tape endpoint")
 
