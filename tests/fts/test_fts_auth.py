@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from testbed.fts.endpoints import EndpointError, Endpoints
 
@@ -98,3 +103,33 @@ def test_endpoint_rules() -> None:
             eps.check(bad, "src")
     with pytest.raises(ValueError, match="storage endpoint 'ftp://x'"):
         Endpoints.parse(["ftp://x"])
+
+
+def _rfc3820_proxy(user_pem: str, out: Path) -> Path:
+    """An RFC 3820 proxy of a user certificate (what voms-proxy-init makes): proxy, its key, then the user cert."""
+    user = x509.load_pem_x509_certificate(user_pem.encode())
+    user_key = serialization.load_pem_private_key(user_pem.encode(), password=None)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    serial = x509.random_serial_number()
+    subject = x509.Name([*user.subject, x509.NameAttribute(NameOID.COMMON_NAME, str(serial % 10**9))])
+    inherit_all = bytes.fromhex("300c300a06082b06010505071501")  # ProxyCertInfo: policy id-ppl-inheritAll
+    now = datetime.datetime.now(datetime.UTC)
+    proxy = (x509.CertificateBuilder().subject_name(subject).issuer_name(user.subject).public_key(key.public_key())
+             .serial_number(serial).not_valid_before(now - datetime.timedelta(minutes=5))
+             .not_valid_after(now + datetime.timedelta(hours=1))
+             .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14"), inherit_all),
+                            critical=True)
+             .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
+             .sign(user_key, hashes.SHA256()))
+    out.write_bytes(proxy.public_bytes(serialization.Encoding.PEM)
+                    + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption())
+                    + user.public_bytes(serialization.Encoding.PEM))
+    out.chmod(0o600)
+    return out
+
+
+def test_a_proxy_of_a_user_certificate_acts_as_that_user(fts: FtsProcess, tmp_path: Path) -> None:
+    proxy = _rfc3820_proxy(Path(fts.tls.certs[OTHER]).read_text(), tmp_path / "x509up")
+    who = requests.get(fts.url + "/whoami", cert=str(proxy), verify=fts.tls.ca, timeout=10).json()
+    assert who["user_dn"] == FtsTls.dn(OTHER) and who["method"] == "certificate"
