@@ -220,6 +220,7 @@ class Testbed:
                  "--db", str(self.state / "fts" / "fts.db"),
                  "--s3-credentials", str(self.state / "etc" / "s3-credentials.json"),
                  "--tls-dir", str(self.state / "tls"), "--client-cert", str(self.client_cert(FTS_CERT)),
+                 "--s3-user-dn", client_dn(RUCIO_CERT),
                  *(x for e in self.storage_endpoints() for x in ("--storage-endpoint", e))],
                 url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/health"),
             ),

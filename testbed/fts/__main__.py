@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="testbed CA directory (tls.py layout): https with a host certificate, client certificates "
                         "verified against <tls-dir>/ca")
     p.add_argument("--admin-dn", action="append", default=[], help="DN that may see and change every job")
+    p.add_argument("--s3-user-dn", action="append", default=[],
+                   help="DN (or token subject) that may submit unsigned S3 URLs, which the service signs with its "
+                        "own keys (Rucio's conveyor); everyone else sends presigned URLs")
     p.add_argument("--storage-endpoint", action="append", default=[],
                    help="scheme://host:port or file:///dir the service may copy between (repeat); "
                         "every other URL is refused")
@@ -78,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     config = ServiceConfig(db=args.db, host=args.host, port=args.port, s3_credentials=args.s3_credentials,
                            limits=limits, vo=args.vo, user_dn=args.user_dn, default_retries=args.retries,
                            streamed=args.copy_mode == "streamed", tls_dir=args.tls_dir,
-                           admins=frozenset(args.admin_dn), storage_endpoints=tuple(args.storage_endpoint),
+                           admins=frozenset(args.admin_dn), s3_users=frozenset(args.s3_user_dn),
+                           storage_endpoints=tuple(args.storage_endpoint),
                            client_cert=args.client_cert, verify_token=_token_verifier(args))
     if args.client_cert:
         os.environ["X509_USER_PROXY"] = str(args.client_cert)  # gfal2/Davix present it to every storage

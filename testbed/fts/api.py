@@ -11,7 +11,7 @@ from flask import Flask, Response, g, jsonify, request
 
 from testbed.auth import AuthError, Caller, authenticate
 
-from . import clock, states, views
+from . import clock, states, urls, views
 from .endpoints import EndpointError
 from .store import DuplicateJob
 from .submission import Identity, SubmissionError, build_job
@@ -75,6 +75,12 @@ def create_app(service: FtsService) -> Flask:
     def may_see(job: dict[str, Any]) -> bool:
         return caller().admin or job["user_dn"] == caller().dn
 
+    def check_url(url: str, where: str) -> None:
+        service.endpoints.check(url, where)
+        if urls.uses_service_keys(url, service.s3_hosts) and not (caller().admin or caller().dn in service.s3_users):
+            raise EndpointError(f"{where}: an unsigned URL of S3 host {urls.host_of(url)} would be signed with this "
+                                "service's keys, which only its S3 users may have; send a presigned URL")
+
     def refused(job_id: str) -> tuple[Response, int]:
         log.warning("refused %s %s to %s: not the owner", request.method, request.path, caller().dn)
         return _error(403, f"job {job_id} belongs to another user: only its owner and admins may see or change it")
@@ -134,8 +140,8 @@ def create_app(service: FtsService) -> Flask:
         try:
             job, files = build_job(body, identity(), service.defaults)
             for row in files:
-                service.endpoints.check(row["source_surl"], f"files[{row['file_index']}].sources")
-                service.endpoints.check(row["dest_surl"], f"files[{row['file_index']}].destinations")
+                for key, where in (("source_surl", "sources"), ("dest_surl", "destinations")):
+                    check_url(row[key], f"files[{row['file_index']}].{where}")
         except EndpointError as exc:
             log.warning("refused a submission from %s: %s", caller().dn, exc)
             return _error(403, str(exc))

@@ -40,6 +40,7 @@ class ServiceConfig:
     streamed: bool = True
     tls_dir: Path | None = None  # testbed CA dir: serve https with <tls_dir>/hosts/<host>.pem, verify clients
     admins: frozenset[str] = frozenset()  # DNs (or token subjects) that may see and change every job
+    s3_users: frozenset[str] = frozenset()  # who may have unsigned S3 URLs signed with the service's keys
     storage_endpoints: tuple[str, ...] = ()  # scheme://host:port or file:///dir this service copies between
     verify_token: TokenVerifier | None = None  # bearer tokens are refused without one
     client_cert: Path | None = None  # certificate + key (one PEM) the service presents to storage
@@ -53,11 +54,14 @@ class FtsService:
         self.identity = Identity(user_dn=config.user_dn, vo=config.vo)
         self.defaults = Defaults(retries=config.default_retries)
         self.admins = frozenset(config.admins)
+        self.s3_users = frozenset(config.s3_users)
         self.endpoints = Endpoints.parse(list(config.storage_endpoints))
         self.verify_token = config.verify_token
         self.metrics = Metrics()
         self.store = Store(config.db)
-        self.copier = Copier(credentials.load(config.s3_credentials), streamed=config.streamed)
+        s3_keys = credentials.load(config.s3_credentials)
+        self.s3_hosts = credentials.hosts(s3_keys)
+        self.copier = Copier(s3_keys, streamed=config.streamed)
         tape = TapeClient(cert=str(config.client_cert) if config.client_cert else None)
         self.scheduler = Scheduler(self.store, self.copier, config.limits, tape, self.metrics)
         self.app = create_app(self)

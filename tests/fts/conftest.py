@@ -164,6 +164,7 @@ class FtsProcess:
                 [sys.executable, "-m", "testbed.fts", "--host", self.host, "--port", str(self.port), "--db",
                  str(self.db), "--s3-credentials", str(self.creds), "--tape-poll", "0.3", "--tls-dir",
                  str(self.tls.dir), "--admin-dn", self.tls.dn(ADMIN), "--client-cert", self.tls.certs[SERVICE],
+                 "--s3-user-dn", self.tls.dn(USER), "--s3-user-dn", "rucio",
                  "--storage-endpoint", f"file://{self.workdir}",
                  *(x for e in TEST_ENDPOINTS for x in ("--storage-endpoint", e)), *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from testbed.fts.endpoints import EndpointError, Endpoints
 
-from .conftest import ADMIN, OTHER, USER, FtsProcess, FtsTls
+from .conftest import ADMIN, OTHER, USER, FtsProcess, FtsTls, MotoServer
 
 
 def test_health_is_open_everything_else_needs_a_credential(fts: FtsProcess) -> None:
@@ -133,3 +133,18 @@ def test_a_proxy_of_a_user_certificate_acts_as_that_user(fts: FtsProcess, tmp_pa
     proxy = _rfc3820_proxy(Path(fts.tls.certs[OTHER]).read_text(), tmp_path / "x509up")
     who = requests.get(fts.url + "/whoami", cert=str(proxy), verify=fts.tls.ca, timeout=10).json()
     assert who["user_dn"] == FtsTls.dn(OTHER) and who["method"] == "certificate"
+
+
+def test_only_s3_users_have_the_service_sign_unsigned_s3_urls(fts: FtsProcess,
+                                                              s3_servers: tuple[MotoServer, MotoServer]) -> None:
+    a, b = s3_servers
+    unsigned = [{"sources": [a.url("bucket", "raw")], "destinations": [b.url("bucket", "copy")]}]
+    r = fts.request("POST", "/jobs", as_=OTHER, json={"files": unsigned})
+    assert r.status_code == 403, r.text
+    assert r.json()["message"].startswith("files[0].sources: an unsigned URL of S3 host") and "presigned" in r.json()[
+        "message"]
+    presigned = a.client().generate_presigned_url("get_object", Params={"Bucket": "bucket", "Key": "raw"})
+    put_url = b.client().generate_presigned_url("put_object", Params={"Bucket": "bucket", "Key": "copy"})
+    r = fts.request("POST", "/jobs", as_=OTHER, json={"files": [{"sources": [presigned], "destinations": [put_url]}]})
+    assert r.status_code == 200, r.text
+    assert fts.request("POST", "/jobs", json={"files": unsigned}).status_code == 200  # the S3 user (Rucio's role)

@@ -13,7 +13,7 @@ from testbed.fts import states
 from testbed.fts.scheduler import Limits
 from testbed.fts.service import FtsService, ServiceConfig
 
-from .conftest import TEST_ENDPOINTS, FtsTls, MotoServer, wait_for
+from .conftest import TEST_ENDPOINTS, USER, FtsTls, MotoServer, wait_for
 from .test_fts_transfers import put
 
 
@@ -24,7 +24,8 @@ def make_service(tmp_path: Path, s3_creds_file: Path) -> Iterator[Any]:
     def make(**limits: Any) -> FtsService:
         svc = FtsService(ServiceConfig(db=tmp_path / f"s{len(made)}.db", s3_credentials=s3_creds_file,
                                        limits=Limits(**limits),
-                                       storage_endpoints=(f"file://{tmp_path}", *TEST_ENDPOINTS)))
+                                       storage_endpoints=(f"file://{tmp_path}", *TEST_ENDPOINTS),
+                                       s3_users=frozenset({FtsTls.dn(USER)})))
         made.append(svc)
         return svc  # the scheduling thread is not started: the test calls _dispatch() itself
 
