@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 import requests
@@ -82,6 +83,28 @@ def drop_postgres_database(url: str) -> None:
     admin.dispose()
 
 
+def _saved_secrets(path: Path) -> dict[str, str]:
+    """Client secrets already issued (kept across `up`s so that holders of a secret keep working)."""
+    try:
+        return {c["client_id"]: c["client_secret"] for c in json.loads(path.read_text())["clients"]}
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return {}
+
+
+def idp_clients(profile: Profile, fts_host: str, secrets: dict[str, str]) -> dict[str, Any]:
+    """The identity provider's robot clients: Rucio (transfers and storage) and each DAQ account (uploads)."""
+    audiences = [fts_host, *(host_port(r)[0] for r in profile.rses.values() if r.kind != "posix")]
+    storage = [f"storage.{op}:/" for op in ("read", "create", "modify", "stage")]
+    clients = [{"client_id": "rucio", "scopes": ["fts", *storage], "audiences": audiences, "groups": ["/rucio"]}]
+    for acc in profile.accounts_with("daq"):
+        scopes = [f"storage.{op}:/{scope}" for scope in profile.scopes.raw for op in ("read", "create")]
+        clients.append({"client_id": acc.name, "scopes": scopes, "audiences": audiences[1:],
+                        "groups": [f"/{profile.experiment.name}/daq"]})
+    for client in clients:
+        client["client_secret"] = secrets.get(client["client_id"]) or token_urlsafe(24)
+    return {"lifetime": 1200, "clients": clients}
+
+
 def _port_busy(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -130,6 +153,20 @@ class Testbed:
         """What the transfer service may copy between: each RSE's endpoint, or its directory for posix RSEs."""
         return [f"file://{storage_dir(name, rse, self.state)}" if rse.kind == "posix" else str(rse.endpoint)
                 for name, rse in self.profile.rses.items()]
+
+    @property
+    def idp_url(self) -> str:
+        """Issuer URL of the testbed identity provider."""
+        return f"https://{self.settings.host}:{self.profile.testbed.idp_port}"
+
+    @property
+    def idp_clients(self) -> Path:
+        """The identity provider's clients and their secrets (0600)."""
+        return self.state / "etc" / "idp" / "clients.json"
+
+    def token_args(self) -> list[str]:
+        """Options of a service that accepts the identity provider's tokens."""
+        return ["--token-issuer", self.idp_url, "--token-ca", str(self.ca_dir / "ca.pem")]
 
     @property
     def rucio_cfg(self) -> Path:
@@ -203,7 +240,8 @@ class Testbed:
                 url = f"{'https' if secure else 'http'}://{host}:{port}"
                 argv = [py, "-m", "testbed.tape", "--host", host, "--port", str(port), "--root", root,
                         "--migrate-after", str(tape.migrate_after), "--evict-after", str(tape.evict_after),
-                        "--stage-latency", str(tape.stage_latency), *(["--tls-dir", tls] if secure else [])]
+                        "--stage-latency", str(tape.stage_latency), *(["--tls-dir", tls] if secure else []),
+                        *self.token_args(), "--token-base-path", rse.prefix]
                 health = (lambda u: lambda: http_ok(f"{u}/.well-known/wlcg-tape-rest-api"))(url)
             comps.append(Component(f"{rse.kind}-{name}", argv, url=url, health=health, start_timeout=60))
         return comps
@@ -213,6 +251,11 @@ class Testbed:
         py = sys.executable
         gunicorn = str(Path(py).parent / "gunicorn")
         return [
+            Component("idp", [py, "-m", "testbed.idp", "--host", self.settings.host,
+                              "--port", str(self.profile.testbed.idp_port), "--config", str(self.idp_clients),
+                              "--key", str(self.state / "etc" / "idp" / "keys.json"),
+                              "--tls-dir", str(self.state / "tls")],
+                      url=self.idp_url, health=lambda: http_ok(f"{self.idp_url}/health")),
             *self.storage_components(),
             Component(
                 "fts",
@@ -220,7 +263,7 @@ class Testbed:
                  "--db", str(self.state / "fts" / "fts.db"),
                  "--s3-credentials", str(self.state / "etc" / "s3-credentials.json"),
                  "--tls-dir", str(self.state / "tls"), "--client-cert", str(self.client_cert(FTS_CERT)),
-                 "--s3-user-dn", client_dn(RUCIO_CERT),
+                 "--s3-user-dn", client_dn(RUCIO_CERT), *self.token_args(),
                  *(x for e in self.storage_endpoints() for x in ("--storage-endpoint", e))],
                 url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/health"),
             ),
@@ -305,6 +348,8 @@ class Testbed:
             rses[name] = rse_settings(name, rse, self.state, self.fts_url)
         (self.state / "etc" / "rses.json").write_text(json.dumps(rses, indent=1))
         write_private(self.state / "etc" / "s3-credentials.json", json.dumps(s3_credentials(self.profile), indent=1))
+        write_private(self.idp_clients, json.dumps(idp_clients(self.profile, self.settings.host,
+                                                               _saved_secrets(self.idp_clients)), indent=1))
         for name, rse in self.profile.rses.items():
             if rse.kind == "s3":
                 write_private(self.state / "etc" / "s3" / f"{name}.key", rse.credentials["secret_key"])

@@ -88,8 +88,17 @@ class WlcgTokenVerifier:
         raise AssertionError("not reached")
 
 
-def has_storage_scope(scopes: frozenset[str], operation: str, path: str) -> bool:
-    """WLCG storage authorisation: `storage.<operation>:<prefix>` covers `path` (`storage.modify` covers create)."""
+def has_storage_scope(scopes: frozenset[str], operation: str, path: str, base: str = "/") -> bool:
+    """WLCG storage authorisation: `storage.<operation>:<prefix>` covers `path` (`storage.modify` covers create).
+
+    Scope paths are relative to the storage's `base` path (XRootD's SciTokens `base_path`): with base `/cygno`,
+    `storage.create:/cygno-data` covers `/cygno/cygno-data/...`; paths outside the base are never covered.
+    """
+    base = "/" + base.strip("/")
+    if base != "/":
+        if path != base and not path.startswith(base + "/"):
+            return False
+        path = path[len(base):] or "/"
     wanted = {operation, "modify"} if operation == "create" else {operation}
     for scope in scopes:
         name, _, prefix = scope.partition(":")

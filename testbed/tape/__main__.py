@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--token-issuer", help="accept WLCG bearer tokens of this issuer (OpenID discovery)")
     p.add_argument("--token-audience", help="audience the tokens must carry (default: --host)")
     p.add_argument("--token-ca", help="CA file to reach the issuer with (default: the system's)")
+    p.add_argument("--token-base-path", default="/",
+                   help="token scope paths are relative to this path (the VO's base path, e.g. /cygno)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -65,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
         verify_token = WlcgTokenVerifier(args.token_issuer, args.token_audience or args.host, ca=args.token_ca or True)
     if args.server == "werkzeug":
-        serve_werkzeug(config, args.host, args.port, args.port_file, tls, verify_token)
+        serve_werkzeug(config, args.host, args.port, args.port_file, tls, verify_token, args.token_base_path)
     else:
-        serve_gunicorn(config, args.host, args.port, args.workers, args.threads, args.port_file, tls, verify_token)
+        serve_gunicorn(config, args.host, args.port, args.workers, args.threads, args.port_file, tls, verify_token,
+                       args.token_base_path)
     return 0
 
 

@@ -37,10 +37,12 @@ def request_path(req: Request) -> str:
 class TapeApp:
     """WSGI callable of one tape endpoint."""
 
-    def __init__(self, config: TapeConfig, start_worker: bool = True, verify_token: TokenVerifier | None = None) -> None:
+    def __init__(self, config: TapeConfig, start_worker: bool = True, verify_token: TokenVerifier | None = None,
+                 token_base: str = "/") -> None:
         config.prepare()
         self.config = config
         self.verify_token = verify_token
+        self.token_base = token_base  # token scope paths are relative to it
         self.store = Store(config.db_path)
         self.ns = Namespace(config, self.store, StateLock(config.root / "state.lock"))
         self.staging = Staging(self.ns, self.store, config.pin_lifetime)
@@ -79,7 +81,7 @@ class TapeApp:
                           {"WWW-Authenticate": 'Bearer realm="tape"'}) from None
         if caller.method == "token":
             operation, paths = self._token_operation(req, raw)
-            missing = [p for p in paths if not has_storage_scope(caller.scopes, operation, p)]
+            missing = [p for p in paths if not has_storage_scope(caller.scopes, operation, p, self.token_base)]
             if missing:
                 log.warning("refused %s %s to %s: no storage.%s scope for %s", req.method, req.path, caller.dn,
                             operation, missing[0])
@@ -112,6 +114,7 @@ class TapeApp:
         return resp(environ, start_response)
 
 
-def create_app(config: TapeConfig, start_worker: bool = True, verify_token: TokenVerifier | None = None) -> TapeApp:
+def create_app(config: TapeConfig, start_worker: bool = True, verify_token: TokenVerifier | None = None,
+               token_base: str = "/") -> TapeApp:
     """Build the WSGI application of a tape endpoint (and start its background worker)."""
-    return TapeApp(config, start_worker, verify_token)
+    return TapeApp(config, start_worker, verify_token, token_base)

@@ -30,10 +30,12 @@ def _write_port(port_file: Path | None, host: str, port: int, scheme: str = "htt
 class _Gunicorn(BaseApplication):
     """gunicorn driven from Python: each worker builds its own app; one of them runs the worker thread."""
 
-    def __init__(self, config: TapeConfig, options: dict[str, Any], verify_token: TokenVerifier | None) -> None:
+    def __init__(self, config: TapeConfig, options: dict[str, Any], verify_token: TokenVerifier | None,
+                 token_base: str) -> None:
         self.config = config
         self.options = options
         self.verify_token = verify_token
+        self.token_base = token_base
         super().__init__()
 
     def load_config(self) -> None:
@@ -42,12 +44,12 @@ class _Gunicorn(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.config, verify_token=self.verify_token)
+        return create_app(self.config, verify_token=self.verify_token, token_base=self.token_base)
 
 
 def serve_gunicorn(config: TapeConfig, host: str, port: int, workers: int = 2, threads: int = 8,
                    port_file: Path | None = None, tls: tuple[str, str, str] | None = None,
-                   verify_token: TokenVerifier | None = None) -> None:
+                   verify_token: TokenVerifier | None = None, token_base: str = "/") -> None:
     """Serve in the foreground with gunicorn (gthread workers) until stopped; https when `tls` (cert, key, CA file),
     asking clients for a certificate of that CA."""
 
@@ -62,13 +64,14 @@ def serve_gunicorn(config: TapeConfig, host: str, port: int, workers: int = 2, t
     if tls:
         options.update(certfile=tls[0], keyfile=tls[1], ca_certs=tls[2], cert_reqs=ssl.CERT_OPTIONAL)
     Store(config.db_path)  # create the schema once, before the workers fork
-    _Gunicorn(config, options, verify_token).run()
+    _Gunicorn(config, options, verify_token, token_base).run()
 
 
 def serve_werkzeug(config: TapeConfig, host: str, port: int, port_file: Path | None = None,
-                   tls: tuple[str, str, str] | None = None, verify_token: TokenVerifier | None = None) -> None:
+                   tls: tuple[str, str, str] | None = None, verify_token: TokenVerifier | None = None,
+                   token_base: str = "/") -> None:
     """Serve in the foreground with werkzeug's threaded server until SIGTERM/SIGINT (https when `tls`)."""
-    app = create_app(config, verify_token=verify_token)
+    app = create_app(config, verify_token=verify_token, token_base=token_base)
     context = ssl_server_context(*tls) if tls else None
     server = make_server(host, port, app, threaded=True, ssl_context=context)
     server.timeout = 1

@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from testbed.private import write_private
+from testbed.tokens import has_storage_scope
 
 from .conftest import FTS_HOST, REPO, TAPE_HOST, FtsProcess, FtsTls, _stop, free_port, wait_for
 from .test_fts_tape import TapeEndpoint
@@ -169,3 +170,15 @@ def test_tape_endpoint_tokens(idp: Idp, fts_tls: FtsTls, tmp_path: Path) -> None
         assert token_free((tmp_path / "tape" / "tape.log").read_text(), [writer, short])
     finally:
         _stop(tape.proc)
+
+
+def test_wlcg_storage_scopes_are_path_prefixes_under_the_base_path() -> None:
+    scopes = frozenset({"storage.create:/cygno-data", "storage.stage:/", "storage.read:/cygno-sim"})
+    assert has_storage_scope(scopes, "create", "/cygno/cygno-data/LNGS/run1.mid.gz", "/cygno")
+    assert has_storage_scope(scopes, "create", "/cygno-data/x")  # base "/"
+    assert not has_storage_scope(scopes, "create", "/cygno/cygno-datax/y", "/cygno")  # prefix, not string prefix
+    assert not has_storage_scope(scopes, "create", "/other/cygno-data/x", "/cygno")  # outside the base
+    assert not has_storage_scope(scopes, "modify", "/cygno/cygno-data/x", "/cygno")  # create does not give modify
+    assert has_storage_scope(frozenset({"storage.modify:/"}), "create", "/cygno/x", "/cygno")  # modify gives create
+    assert has_storage_scope(scopes, "stage", "/cygno/anything", "/cygno")
+    assert not has_storage_scope(scopes, "create", "/cygno/cygno-sim/x", "/cygno")  # read only there
