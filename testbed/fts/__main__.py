@@ -27,7 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-active", type=int, default=4, help="global limit of concurrent transfers")
     p.add_argument("--max-per-link", type=int, default=2, help="limit per source host -> destination host")
     p.add_argument("--vo", default="cygno", help="VO name reported by /whoami (used for deterministic ids)")
-    p.add_argument("--user-dn", default="/DC=org/DC=cygno/CN=testbed-fts-user")
     p.add_argument("--retries", type=int, default=0, help="server default retries when a job asks for 0")
     p.add_argument("--retry-delay", type=float, default=5.0, help="base back-off in seconds (doubles per attempt)")
     p.add_argument("--restart-retries", type=int, default=1,
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                     restart_retries=args.restart_retries, transfer_timeout=args.transfer_timeout,
                     tape_poll_interval=args.tape_poll)
     config = ServiceConfig(db=args.db, host=args.host, port=args.port, s3_credentials=args.s3_credentials,
-                           limits=limits, vo=args.vo, user_dn=args.user_dn, default_retries=args.retries,
+                           limits=limits, vo=args.vo, default_retries=args.retries,
                            streamed=args.copy_mode == "streamed", tls_dir=args.tls_dir,
                            admins=frozenset(args.admin_dn), s3_users=frozenset(args.s3_user_dn),
                            storage_endpoints=tuple(args.storage_endpoint),

@@ -70,7 +70,7 @@ def create_app(service: FtsService) -> Flask:
         return g.caller
 
     def identity() -> Identity:
-        return Identity(user_dn=caller().dn, vo=service.identity.vo)
+        return Identity(user_dn=caller().dn, vo=service.vo)
 
     def may_see(job: dict[str, Any]) -> bool:
         return caller().admin or job["user_dn"] == caller().dn

@@ -19,7 +19,7 @@ from .endpoints import Endpoints
 from .metrics import Metrics
 from .scheduler import Limits, Scheduler
 from .store import Store
-from .submission import Defaults, Identity
+from .submission import Defaults
 from .tape import TapeClient
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ class ServiceConfig:
     s3_credentials: Path | None = None
     limits: Limits = field(default_factory=Limits)
     vo: str = "cygno"
-    user_dn: str = "/DC=org/DC=cygno/CN=testbed-fts-user"
     default_retries: int = 0
     streamed: bool = True
     tls_dir: Path | None = None  # testbed CA dir: serve https with <tls_dir>/hosts/<host>.pem, verify clients
@@ -51,7 +50,7 @@ class FtsService:
 
     def __init__(self, config: ServiceConfig):
         self.config = config
-        self.identity = Identity(user_dn=config.user_dn, vo=config.vo)
+        self.vo = config.vo
         self.defaults = Defaults(retries=config.default_retries)
         self.admins = frozenset(config.admins)
         self.s3_users = frozenset(config.s3_users)
