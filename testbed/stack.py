@@ -51,7 +51,7 @@ class Settings:
 def database_url(database: str | None, state: Path) -> str:
     """`sqlite` (default) or a PostgreSQL URL (Rucio 41 needs the psycopg 3 driver); anything else is refused."""
     if not database or database == "sqlite":
-        return f"sqlite:///{(state / 'rucio.db').resolve()}"
+        return f"sqlite:///{(state / 'db' / 'rucio.db').resolve()}"  # db/ is 0700: the database holds live tokens
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if database.startswith(prefix):
             return "postgresql+psycopg://" + database.removeprefix(prefix)
@@ -326,7 +326,7 @@ class Testbed:
 
     def _write_config(self) -> None:
         self.state.chmod(0o711)  # xrootd (another user) traverses to its root; nobody else lists the state
-        for private in ("etc", "fts", "tokens", "logs"):
+        for private in ("etc", "db", "fts", "tokens", "logs"):
             private_dir(self.state / private)
         self._settings_file().write_text(json.dumps(asdict(self.settings), indent=1))
         server = rucio_config.server_sections(self.profile, self.state, self.settings.database,

@@ -93,7 +93,9 @@ def test_secrets_are_private_and_never_on_a_command_line(testbed: Testbed) -> No
                     *etc.glob("client-*.cfg"), *(etc / "s3").glob("*.key"),
                     *(testbed.state / "tls" / "clients").glob("*.pem")]
     if testbed.settings.database.startswith("sqlite"):
-        secret_files.append(testbed.state / "rucio.db")
+        db = Path(testbed.settings.database.removeprefix("sqlite:///"))
+        assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+        secret_files.append(db)
     for path in secret_files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     secrets = [r.credentials["secret_key"] for r in testbed.profile.rses.values() if r.kind == "s3"]
