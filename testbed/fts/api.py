@@ -160,7 +160,8 @@ def create_app(service: FtsService) -> Flask:
     def list_jobs() -> Any:
         wanted = _ids(request.args.get("state_in", ""))
         limit = int(request.args.get("limit", 1000))
-        return jsonify([views.job_view(j) for j in store.list_jobs(wanted or None, limit) if may_see(j)])
+        owner = None if caller().admin else caller().dn
+        return jsonify([views.job_view(j) for j in store.list_jobs(wanted or None, limit, owner)])
 
     @app.get("/jobs/<job_ids>")
     def get_jobs(job_ids: str) -> Any:
