@@ -214,6 +214,7 @@ class TestbedSettings(_Strict):
     host: str = "127.0.0.1"
     rucio_port: int = 18080
     fts_port: int = 18446
+    idp_port: int = 18443  # the testbed identity provider (tokens), https on `host`
     tape: TapeTiming = TapeTiming()
 
 

@@ -17,6 +17,7 @@ from rucio.client import Client
 
 from cygno_dm import onboard
 from cygno_dm.profile import Profile, load_profile
+from testbed.private import write_private
 from testbed.rses import rse_accounts
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def populate(client: Client, profile: Profile, endpoints: dict[str, dict[str, An
     if any(rse.kind == "s3" for rse in profile.rses.values()):
         ids = {name: client.get_rse(name)["id"] for name in profile.rses}
         path = Path(os.environ["RUCIO_HOME"]) / "etc" / "rse-accounts.cfg"
-        path.write_text(json.dumps(rse_accounts(profile, ids), indent=1))
+        write_private(path, json.dumps(rse_accounts(profile, ids), indent=1))
 
 
 def main() -> int:

@@ -37,7 +37,7 @@ def profile_on_free_ports(path: Path, edit: Callable[[dict], None] | None = None
         if "endpoint" in rse:
             parts = urlsplit(rse["endpoint"])
             rse["endpoint"] = f"{parts.scheme}://{parts.hostname}:{free_port()}{parts.path}"
-    data.setdefault("testbed", {}).update(rucio_port=free_port(), fts_port=free_port())
+    data.setdefault("testbed", {}).update(rucio_port=free_port(), fts_port=free_port(), idp_port=free_port())
     if edit:
         edit(data)
     path.write_bytes(tomli_w.dumps(data).encode())
