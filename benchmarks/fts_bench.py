@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from testbed.fts import credentials  # noqa: E402
+from testbed.storage.tls import ensure_client_cert  # noqa: E402
 
 log = logging.getLogger("fts_bench")
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
@@ -55,12 +56,12 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def wait_up(url: str, timeout: float = 60) -> None:
+def wait_up(url: str, timeout: float = 60, verify: bool | str = True) -> None:
     """Wait until url answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=1, verify=verify)
             return
         except requests.RequestException:
             time.sleep(0.1)
@@ -84,12 +85,16 @@ class Stack:
         self.creds.write_text(json.dumps({s["host"]: {"access_key": s["key"], "secret_key": s["secret"],
                                                       "region": "us-east-1"} for s in self.s3}))
         self.fts_port = free_port(args.fts_host)
-        self.fts = f"http://{args.fts_host}:{self.fts_port}"
+        self.fts = f"https://{args.fts_host}:{self.fts_port}"
+        tls = workdir / "tls"
+        self.cert = str(ensure_client_cert(tls, "bench-user"))  # the service authenticates every request
+        self.ca = str(tls / "ca" / "ca.pem")
         self._spawn([sys.executable, "-m", "testbed.fts", "--host", args.fts_host, "--port", str(self.fts_port),
-                     "--db", str(workdir / "fts.db"), "--s3-credentials", str(self.creds),
+                     "--db", str(workdir / "fts.db"), "--s3-credentials", str(self.creds), "--tls-dir", str(tls),
+                     *(x for s in self.s3 for x in ("--storage-endpoint", f"http://{s['host']}:{s['port']}")),
                      "--max-active", str(args.concurrency), "--max-per-link", str(args.concurrency),
                      "--log-level", "WARNING"], "fts")
-        wait_up(self.fts + "/")
+        wait_up(self.fts + "/health", verify=self.ca)
 
     def _spawn(self, argv: list[str], name: str) -> None:
         log_file = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
@@ -160,11 +165,12 @@ def service_copies(stack: Stack, src_bucket: str, dst_bucket: str, sums: dict[st
               "checksum": f"ADLER32:{v}" if verify else None} for k, v in sums.items()]
     start = time.monotonic()
     r = requests.post(stack.fts + "/jobs", json={"files": files, "params": {
-        "verify_checksum": "both" if verify else "none", "overwrite": True}}, timeout=60)
+        "verify_checksum": "both" if verify else "none", "overwrite": True}}, timeout=60,
+        cert=stack.cert, verify=stack.ca)
     r.raise_for_status()
     job_id = r.json()["job_id"]
     while True:
-        job = requests.get(f"{stack.fts}/jobs/{job_id}", timeout=30).json()
+        job = requests.get(f"{stack.fts}/jobs/{job_id}", timeout=30, cert=stack.cert, verify=stack.ca).json()
         if job["job_state"] in TERMINAL:
             break
         time.sleep(0.05)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cygno_dm.ingest.cli import register as register_ingest
+from cygno_dm.onboard_cli import register as register_onboard
 from cygno_dm.processing.cli import did_aware
 from cygno_dm.profile import ProfileError
 from reco.cli import reco
@@ -130,12 +131,15 @@ def logs(state_dir: Path | None, component: str | None, lines: int) -> None:
 @testbed.command("env")
 @state_option
 @click.argument("account")
-def env_cmd(state_dir: Path | None, account: str) -> None:
+@click.option("--profile", default=None, help="ACCOUNT is of this (onboarded) experiment's profile")
+def env_cmd(state_dir: Path | None, account: str, profile: str | None) -> None:
     """Print shell exports to use the plain `rucio` CLI as ACCOUNT: eval "$(cygno-dm testbed env alice)"."""
     try:
-        exports = _testbed(state_dir).env(account)
+        exports = _testbed(state_dir).env(account, profile)
     except KeyError as err:
         raise click.ClickException(str(err.args[0])) from None
+    except ProfileError as err:
+        raise click.ClickException(str(err)) from None
     for key, value in exports.items():
         click.echo(f"export {key}={shlex.quote(value)}")
 
@@ -143,6 +147,7 @@ def env_cmd(state_dir: Path | None, account: str) -> None:
 reco.add_command(did_aware(reco.commands["run"]))  # `reco run` also takes DIDs and --filter
 main.add_command(reco)
 register_ingest(main)
+register_onboard(main)
 main.add_command(LazyLifecycle("lifecycle", help="Reconstruct new raw runs without being asked, exactly once per "
                                                  "campaign (daemon, status)."))
 

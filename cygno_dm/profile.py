@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from functools import cached_property
 from pathlib import Path
@@ -66,6 +67,10 @@ class Naming(_Strict):
     raw_suffix: str = ".mid.gz"
     max_name_length: Annotated[int, Field(ge=16, le=250)] = 250
     runs_per_dataset: Annotated[int, Field(ge=1)] = 100
+    # Other experiments' raw names: a regex on the whole DID name with the groups `tag` (the DAQ directory) and
+    # `run` (the file's sequence number), e.g. `(?P<tag>LNF)/(?P=tag)_(?P<date>[0-9]{8})_(?P<run>[0-9]{6})\.h5`.
+    pattern: str | None = None
+    dataset: str | None = None  # dataset of a raw file from the pattern's groups, e.g. "{tag}/{date}"
 
     @field_validator("tags")
     @classmethod
@@ -74,11 +79,45 @@ class Naming(_Strict):
             raise ValueError("at least one TAG is required")
         return [_check(TAG_RE, "TAG", t) for t in v]
 
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            groups = re.compile(v).groupindex
+        except re.error as err:
+            raise ValueError(f"pattern {v!r} is not a valid regular expression: {err}") from None
+        missing = {"tag", "run"} - groups.keys()
+        if missing:
+            raise ValueError(f"pattern needs the named groups (?P<tag>...) and (?P<run>...); missing {sorted(missing)}")
+        return v
+
+    @model_validator(mode="after")
+    def _dataset(self) -> Naming:
+        if self.dataset is None:
+            return self
+        fields = {f for _, f, _, _ in string.Formatter().parse(self.dataset) if f is not None}
+        known = set(self.raw_name_re.groupindex)
+        if not fields or not fields <= known:
+            raise ValueError(f"dataset {self.dataset!r} may use only the pattern's groups {sorted(known)} "
+                             f"(in braces), got {sorted(fields) or 'none'}")
+        return self
+
     @cached_property
     def raw_name_re(self) -> re.Pattern[str]:
-        """Regex for raw DID names: `<TAG>/run<N><suffix>` with N of at least run_digits_min digits."""
+        """Regex for raw DID names: `pattern`, else `<TAG>/run<N><suffix>` with N of at least run_digits_min digits."""
+        if self.pattern is not None:
+            return re.compile(rf"^(?:{self.pattern})$")
         tags = "|".join(re.escape(t) for t in self.tags)
         return re.compile(rf"^(?P<tag>{tags})/run(?P<run>[0-9]{{{self.run_digits_min},}}){re.escape(self.raw_suffix)}$")
+
+    def describe(self) -> str:
+        """The raw file-name rule in words."""
+        if self.pattern is not None:
+            return f"match {self.pattern} (suffix {self.raw_suffix})"
+        return (f"are <TAG>/run<N>{self.raw_suffix} with TAG in {'|'.join(self.tags)} and N of at least "
+                f"{self.run_digits_min} digits")
 
 
 class Account(_Strict):
@@ -155,6 +194,14 @@ class Processing(_Strict):
         return v
 
 
+class Ingest(_Strict):
+    """How the DAQ uploader (`cygno-dm ingest`) decides a file is complete and what metadata it attaches."""
+
+    ready: Literal["gzip", "hdf5", "settled"] = "gzip"  # settled size plus a complete gzip stream / HDF5 file
+    metadata_from_name: dict[str, str] = {}  # metadata key -> group of naming.pattern
+    metadata_from_hdf5: dict[str, str] = {}  # metadata key -> attribute of the HDF5 file's root group
+
+
 class Messaging(_Strict):
     """The STOMP broker Rucio's Hermes publishes to and the lifecycle daemon listens on."""
 
@@ -178,6 +225,7 @@ class TestbedSettings(_Strict):
     host: str = "127.0.0.1"
     rucio_port: int = 18080
     fts_port: int = 18446
+    idp_port: int = 18443  # the testbed identity provider (tokens), https on `host`
     tape: TapeTiming = TapeTiming()
 
 
@@ -191,6 +239,8 @@ class Profile(_Strict):
     replication: dict[str, list[Rule]] = {}
     metadata: dict[str, MetadataKey] = {}  # empty: the policy package's defaults (CYGNO's run-log columns)
     processing: Processing | None = None
+    ingest: Ingest = Ingest()
+    quotas: dict[str, Annotated[int, Field(ge=0)]] = {}  # RSE -> bytes per account; default 1 PB on every RSE
     messaging: Messaging | None = None  # Hermes hints for the lifecycle daemon (none: reconciliation only)
     testbed: TestbedSettings = TestbedSettings()
 
@@ -219,7 +269,25 @@ class Profile(_Strict):
                 raise ValueError(f"replication: data type {dtype!r} must be raw, sim or analysis")
         if self.processing is not None:
             self._check_processing(self.processing)
+        for rse in self.quotas:
+            if rse not in self.rses:
+                raise ValueError(f"quotas: unknown RSE {rse!r}")
+        self._check_ingest()
         return self
+
+    def _check_ingest(self) -> None:
+        groups = set(self.naming.raw_name_re.groupindex)
+        for key, group in self.ingest.metadata_from_name.items():
+            if group not in groups:
+                raise ValueError(f"ingest.metadata_from_name.{key}: {group!r} is not a group of the naming pattern "
+                                 f"{sorted(groups)}")
+        for where in ("metadata_from_name", "metadata_from_hdf5"):
+            for key in getattr(self.ingest, where):
+                _check(METADATA_KEY_RE, "metadata key", key)
+                if self.metadata and key not in self.metadata:
+                    raise ValueError(f"ingest.{where}.{key}: not a declared metadata key ([metadata])")
+        if self.ingest.ready == "gzip" and not self.naming.raw_suffix.endswith(".gz"):
+            raise ValueError(f"ingest.ready: 'gzip' needs gzip files; naming.raw_suffix is {self.naming.raw_suffix!r}")
 
     def _check_processing(self, proc: Processing) -> None:
         for field_name in ("site_rse", "staging_rse", "output_rse"):

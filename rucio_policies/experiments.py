@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 from cygno_dm.profile import PROFILE_ENV, Profile, ProfileError, load_profile
 
@@ -14,6 +17,8 @@ LOGGER = logging.getLogger(__name__)
 
 GLOBAL_ROLES = frozenset({"root"})
 DATA_TYPES = ("raw", "sim", "analysis")
+CONFIG_SECTION, CONFIG_OPTION = "psge", "experiments"  # Rucio config option listing the onboarded profiles
+REFRESH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,11 @@ class Registry:
                 if other is not None:
                     raise ProfileError(f"scope {scope!r} is claimed by experiments {other.name!r} and {exp.name!r}")
                 self._scope_owner[scope] = exp
+            for rse in exp.rses:
+                first = next((e for e in self.experiments if rse in e.rses), exp)
+                if first is not exp and first.profile.rses[rse].kind != exp.profile.rses[rse].kind:
+                    raise ProfileError(f"RSE {rse!r} is a {first.profile.rses[rse].kind} RSE for {first.name!r} "
+                                       f"but a {exp.profile.rses[rse].kind} RSE for {exp.name!r}")
             for account, role in exp.roles.items():
                 if account in self._roles:
                     if role in GLOBAL_ROLES and self._roles[account] == role:
@@ -133,9 +143,52 @@ def _load(refs: tuple[str, ...]) -> Registry:
     return Registry([load_profile(r) for r in refs])
 
 
+_onboarded_cache: dict[str, Any] = {"at": -REFRESH_S, "refs": []}
+
+
+def onboarded_refs(now: float | None = None) -> list[str]:
+    """Profiles onboarded by `cygno-dm experiment apply`: Rucio's config option psge.experiments (a JSON list),
+    read from the server's database at most every REFRESH_S seconds; [] where this process has no database."""
+    now = time.monotonic() if now is None else now
+    if now - _onboarded_cache["at"] < REFRESH_S:
+        return _onboarded_cache["refs"]
+    _onboarded_cache["at"] = now
+    from rucio.common.config import config_has_option
+    from rucio.common.exception import ConfigNotFound
+
+    try:
+        if not config_has_option("database", "default"):
+            return []
+    except ConfigNotFound:  # no rucio.cfg at all (a client-side tool, a unit test at import)
+        return []
+    try:
+        from rucio.core import config as core_config
+
+        value = core_config.get(CONFIG_SECTION, CONFIG_OPTION, default="[]", use_cache=False, convert_type_fnc=str)
+        refs = json.loads(value)
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise ValueError(f"{CONFIG_SECTION}.{CONFIG_OPTION} must be a JSON list of profile references")
+        _onboarded_cache["refs"] = refs
+    except Exception as err:  # the database or the option is broken: keep serving what we had
+        LOGGER.error("cannot read the onboarded experiments (%s.%s): %s", CONFIG_SECTION, CONFIG_OPTION, err)
+    return _onboarded_cache["refs"]
+
+
 def registry() -> Registry:
-    """The registry of the profiles named by $CYGNO_DM_PROFILE (cached per value)."""
-    return _load(tuple(profile_refs()))
+    """The registry of the profiles named by $CYGNO_DM_PROFILE plus the onboarded ones (cached per value).
+
+    An onboarded profile that cannot be loaded or clashes with another is left out (logged); the
+    $CYGNO_DM_PROFILE ones are always served.
+    """
+    base = tuple(profile_refs())
+    refs = tuple(dict.fromkeys([*base, *onboarded_refs()]))
+    if refs == base:
+        return _load(base)
+    try:
+        return _load(refs)
+    except ProfileError as err:
+        LOGGER.error("onboarded experiments not served: %s", err)
+        return _load(base)
 
 
 def registry_of(profiles: Iterable[Profile]) -> Registry:

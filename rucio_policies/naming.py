@@ -50,12 +50,9 @@ GENERIC_RULES: tuple[Rule, ...] = (
 
 
 def raw_file_rule(exp: Experiment) -> Rule:
-    """Files in raw scopes are `<TAG>/run<N><suffix>` (N has at least run_digits_min digits)."""
+    """Files in raw scopes follow the profile's naming (default `<TAG>/run<N><suffix>`)."""
     n = exp.profile.naming
-    return Rule("raw-file-name",
-                f"files in raw scopes of {exp.name} are <TAG>/run<N>{n.raw_suffix} with TAG in "
-                f"{'|'.join(n.tags)} and N of at least {n.run_digits_min} digits",
-                n.raw_name_re.pattern, True)
+    return Rule("raw-file-name", f"files in raw scopes of {exp.name} {n.describe()}", n.raw_name_re.pattern, True)
 
 
 def raw_collection_rule(exp: Experiment) -> Rule:

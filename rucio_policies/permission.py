@@ -28,8 +28,9 @@ OWN_RULE_OPTIONS = frozenset({"lifetime", "comment", "activity"})  # what users 
 class Decision:
     """A permission answer with a message naming the policy rule (converted to Rucio's PermissionResult)."""
 
-    def __init__(self, allowed: bool, rule: str = "", message: str = "") -> None:
+    def __init__(self, allowed: bool, rule: str = "", message: str = "", quiet: bool = False) -> None:
         self.allowed = allowed
+        self.quiet = quiet  # a refusal that does not fail the request (e.g. replicas listed without signatures)
         self.message = header_safe(f"policy rule {rule}: {message}" if rule else message)
 
     def result(self) -> Any:
@@ -575,8 +576,10 @@ def perm_get_signed_url(who: Who, kwargs: dict[str, Any], reg: Registry, session
     """Signed storage URLs: deletions for root/admins only, writes as DID writes of new objects, reads within
     the experiment."""
     path = request.path() or ""
-    if not path.rstrip("/").endswith("/credentials/signurl") or who.is_root:
-        return None  # signing for list_replicas (reads), or root: Rucio's generic rule (sign-url attribute)
+    if who.is_root:
+        return None  # Rucio's generic rule (sign-url attribute)
+    if not path.rstrip("/").endswith("/credentials/signurl"):
+        return _listing_signatures(who, path, reg)
     query = request.args()
     operation, url = query.get("op", "read"), query.get("url", "")
     scope = _scope_in_url(url, reg)
@@ -597,6 +600,22 @@ def perm_get_signed_url(who: Who, kwargs: dict[str, Any], reg: Registry, session
     else:
         decision, _ = _scope_access(who, scope, reg)
     return decision if decision is not None and not decision.allowed else None
+
+
+def _listing_signatures(who: Who, path: str, reg: Registry) -> Decision | None:
+    """Signed URLs in a replica listing: only for DIDs of the account's own experiment. Otherwise the listing is
+    answered without signatures (a quiet refusal): the catalogue stays readable, the bytes on S3 do not."""
+    dids = request.body_list("dids") or []
+    parts = [p for p in path.split("/") if p]
+    scopes = {str(d.get("scope")) for d in dids}
+    if len(parts) >= 3 and parts[0] == "replicas" and parts[1] not in ("list", "bad", "suspicious", "dids"):
+        scopes.add(parts[1])
+    for scope in scopes:
+        denied, _ = _scope_access(who, scope, reg)
+        if denied is not None:
+            return Decision(False, "experiment-isolation", f"no signed URLs for {who.name} in scope {scope}",
+                            quiet=True)
+    return None
 
 
 def perm_create_did_sample(who: Who, kwargs: dict[str, Any], reg: Registry, session: Session) -> Decision | None:
@@ -693,7 +712,7 @@ def has_permission(issuer: InternalAccount, action: str, kwargs: dict[str, Any],
         return None
     if not decision.allowed:
         LOGGER.info("denied %s to %s: %s", action, _ext(issuer), decision.message)
-        if request.path() is not None:
+        if request.path() is not None and not decision.quiet:
             # Several Rucio views (POST /rules, PUT /scopes, GET /credentials/signurl, ...) let AccessDenied
             # through as a 500, and some echo the request's DID names into a header: answer the refusal here.
             from rucio.common.exception import AccessDenied

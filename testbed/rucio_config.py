@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import configparser
 import importlib
+import io
 from pathlib import Path
 
 import rucio_policies
 from cygno_dm.profile import Account, Profile
+from testbed.private import write_private
 
 Sections = dict[str, dict[str, str]]
 
@@ -70,11 +72,9 @@ def write_cfg(path: Path, sections: Sections) -> None:
     cp = configparser.RawConfigParser()
     for name, values in sections.items():
         cp[name] = {k: str(v) for k, v in values.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        cp.write(f)
-    tmp.replace(path)
+    text = io.StringIO()
+    cp.write(text)
+    write_private(path, text.getvalue())  # passwords, database URL
 
 
 def write_alembic_ini(path: Path, database_url: str) -> None:
@@ -92,3 +92,10 @@ def write_alembic_ini(path: Path, database_url: str) -> None:
                             "formatter": "generic"},
         "formatter_generic": {"format": "%(levelname)-5.5s [%(name)s] %(message)s", "datefmt": "%H:%M:%S"},
     })
+
+
+def read_cfg(path: Path) -> Sections:
+    """The sections of an INI file written by write_cfg."""
+    cp = configparser.RawConfigParser()
+    cp.read(path)
+    return {name: dict(cp[name]) for name in cp.sections()}

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 import requests
@@ -18,14 +19,17 @@ import sqlalchemy as sa
 
 from cygno_dm.profile import Profile, load_profile
 from testbed import daemons, rucio_config
+from testbed.private import private_dir, write_private
 from testbed.rses import host_port, rse_settings, s3_credentials, storage_dir
 from testbed.storage.health import http_ok, s3_ready, webdav_ready
+from testbed.storage.tls import client_cert_path, client_dn, ensure_client_cert
 from testbed.supervisor import Component, Supervisor, healthy
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE = Path(os.environ.get("CYGNO_DM_STATE", ".state/testbed"))
 RUCIO_SERVER = "rucio-server"
+RUCIO_CERT, FTS_CERT = "service-rucio", "service-fts"  # client certificates of Rucio's daemons and the FTS
 DAEMONS = "rucio-daemons"
 
 
@@ -47,7 +51,7 @@ class Settings:
 def database_url(database: str | None, state: Path) -> str:
     """`sqlite` (default) or a PostgreSQL URL (Rucio 41 needs the psycopg 3 driver); anything else is refused."""
     if not database or database == "sqlite":
-        return f"sqlite:///{(state / 'rucio.db').resolve()}"
+        return f"sqlite:///{(state / 'db' / 'rucio.db').resolve()}"  # db/ is 0700: the database holds live tokens
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if database.startswith(prefix):
             return "postgresql+psycopg://" + database.removeprefix(prefix)
@@ -77,6 +81,28 @@ def drop_postgres_database(url: str) -> None:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
     admin.dispose()
+
+
+def _saved_secrets(path: Path) -> dict[str, str]:
+    """Client secrets already issued (kept across `up`s so that holders of a secret keep working)."""
+    try:
+        return {c["client_id"]: c["client_secret"] for c in json.loads(path.read_text())["clients"]}
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return {}
+
+
+def idp_clients(profile: Profile, fts_host: str, secrets: dict[str, str]) -> dict[str, Any]:
+    """The identity provider's robot clients: Rucio (transfers and storage) and each DAQ account (uploads)."""
+    audiences = [fts_host, *(host_port(r)[0] for r in profile.rses.values() if r.kind != "posix")]
+    storage = [f"storage.{op}:/" for op in ("read", "create", "modify", "stage")]
+    clients = [{"client_id": "rucio", "scopes": ["fts", *storage], "audiences": audiences, "groups": ["/rucio"]}]
+    for acc in profile.accounts_with("daq"):
+        scopes = [f"storage.{op}:/{scope}" for scope in profile.scopes.raw for op in ("read", "create")]
+        clients.append({"client_id": acc.name, "scopes": scopes, "audiences": audiences[1:],
+                        "groups": [f"/{profile.experiment.name}/daq"]})
+    for client in clients:
+        client["client_secret"] = secrets.get(client["client_id"]) or token_urlsafe(24)
+    return {"lifetime": 1200, "clients": clients}
 
 
 def _port_busy(host: str, port: int) -> bool:
@@ -113,7 +139,34 @@ class Testbed:
 
     @property
     def fts_url(self) -> str:
-        return f"http://{self.settings.host}:{self.settings.fts_port}"
+        return f"https://{self.settings.host}:{self.settings.fts_port}"
+
+    def client_cert(self, name: str) -> Path:
+        """Certificate + key (one 0600 PEM) of a testbed actor: `service-rucio`, `service-fts`, `account-<name>`."""
+        return client_cert_path(self.state / "tls", name)
+
+    def writer_dns(self) -> list[str]:
+        """DNs that may write to the WebDAV storage: Rucio's daemons, the transfer service and every account."""
+        return [client_dn(n) for n in (RUCIO_CERT, FTS_CERT, *(f"account-{a.name}" for a in self.profile.accounts))]
+
+    def storage_endpoints(self) -> list[str]:
+        """What the transfer service may copy between: each RSE's endpoint, or its directory for posix RSEs."""
+        return [f"file://{storage_dir(name, rse, self.state)}" if rse.kind == "posix" else str(rse.endpoint)
+                for name, rse in self.profile.rses.items()]
+
+    @property
+    def idp_url(self) -> str:
+        """Issuer URL of the testbed identity provider."""
+        return f"https://{self.settings.host}:{self.profile.testbed.idp_port}"
+
+    @property
+    def idp_clients(self) -> Path:
+        """The identity provider's clients and their secrets (0600)."""
+        return self.state / "etc" / "idp" / "clients.json"
+
+    def token_args(self) -> list[str]:
+        """Options of a service that accepts the identity provider's tokens."""
+        return ["--token-issuer", self.idp_url, "--token-ca", str(self.ca_dir / "ca.pem")]
 
     @property
     def rucio_cfg(self) -> Path:
@@ -149,6 +202,7 @@ class Testbed:
             "RUCIO_HOME": str(self.state),  # the server finds etc/rse-accounts.cfg (S3 keys) here
             "X509_CERT_DIR": str(self.ca_dir),
             "REQUESTS_CA_BUNDLE": str(self.ca_dir / "ca.pem"),  # Tape REST over https from the FTS service
+            "X509_USER_PROXY": str(self.client_cert(RUCIO_CERT)),  # gfal2 of the daemons (reaper) writes and deletes
             "CYGNO_DM_PROFILE": self.settings.profile,
             "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
@@ -170,21 +224,24 @@ class Testbed:
             if rse.kind == "s3":
                 url = f"https://{host}:{port}"
                 argv = [py, "-m", "testbed.storage.s3", "--host", host, "--port", str(port),
-                        "--access-key", rse.credentials["access_key"], "--secret-key", rse.credentials["secret_key"],
+                        "--access-key", rse.credentials["access_key"],
+                        "--secret-key-file", str(self.state / "etc" / "s3" / f"{name}.key"),
                         "--state-dir", root, "--tls-dir", tls, *(x for b in buckets for x in ("--bucket", b))]
                 health = (lambda u: lambda: s3_ready(u))(url)
             elif rse.kind == "webdav":
                 scheme = "https" if rse.endpoint.startswith(("https", "davs")) else "http"
                 url = f"{scheme}://{host}:{port}/"
                 argv = [py, "-m", "testbed.storage.webdav", "--host", host, "--port", str(port), "--root", root,
-                        "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls]
+                        "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls,
+                        *(x for dn in self.writer_dns() for x in ("--writer-dn", dn))]
                 health = (lambda u: lambda: webdav_ready(u))(url)
             else:
                 secure = rse.endpoint.startswith(("https", "davs"))
                 url = f"{'https' if secure else 'http'}://{host}:{port}"
                 argv = [py, "-m", "testbed.tape", "--host", host, "--port", str(port), "--root", root,
                         "--migrate-after", str(tape.migrate_after), "--evict-after", str(tape.evict_after),
-                        "--stage-latency", str(tape.stage_latency), *(["--tls-dir", tls] if secure else [])]
+                        "--stage-latency", str(tape.stage_latency), *(["--tls-dir", tls] if secure else []),
+                        *self.token_args(), "--token-base-path", rse.prefix]
                 health = (lambda u: lambda: http_ok(f"{u}/.well-known/wlcg-tape-rest-api"))(url)
             comps.append(Component(f"{rse.kind}-{name}", argv, url=url, health=health, start_timeout=60))
         return comps
@@ -194,13 +251,21 @@ class Testbed:
         py = sys.executable
         gunicorn = str(Path(py).parent / "gunicorn")
         return [
+            Component("idp", [py, "-m", "testbed.idp", "--host", self.settings.host,
+                              "--port", str(self.profile.testbed.idp_port), "--config", str(self.idp_clients),
+                              "--key", str(self.state / "etc" / "idp" / "keys.json"),
+                              "--tls-dir", str(self.state / "tls")],
+                      url=self.idp_url, health=lambda: http_ok(f"{self.idp_url}/health")),
             *self.storage_components(),
             Component(
                 "fts",
                 [py, "-m", "testbed.fts", "--host", self.settings.host, "--port", str(self.settings.fts_port),
                  "--db", str(self.state / "fts" / "fts.db"),
-                 "--s3-credentials", str(self.state / "etc" / "s3-credentials.json")],
-                url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/"),
+                 "--s3-credentials", str(self.state / "etc" / "s3-credentials.json"),
+                 "--tls-dir", str(self.state / "tls"), "--client-cert", str(self.client_cert(FTS_CERT)),
+                 "--s3-user-dn", client_dn(RUCIO_CERT), *self.token_args(),
+                 *(x for e in self.storage_endpoints() for x in ("--storage-endpoint", e))],
+                url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/health"),
             ),
             Component(
                 RUCIO_SERVER,
@@ -225,6 +290,8 @@ class Testbed:
         if self.settings.database.startswith("postgresql"):
             ensure_postgres_database(self.settings.database)
         self._run([sys.executable, "-m", "testbed.bootstrap"], "bootstrap")
+        if self.settings.database.startswith("sqlite:///"):  # the database holds live Rucio tokens
+            Path(self.settings.database.removeprefix("sqlite:///")).chmod(0o600)
         comps = self.components()
         server = next(i for i, c in enumerate(comps) if c.name == RUCIO_SERVER)
         for comp in comps[:server + 1]:
@@ -258,10 +325,15 @@ class Testbed:
                 raise TestbedError(f"port {parts.hostname}:{parts.port} for {comp.name} is taken by another process")
 
     def _write_config(self) -> None:
-        (self.state / "etc").mkdir(parents=True, exist_ok=True)
+        self.state.chmod(0o711)  # xrootd (another user) traverses to its root; nobody else lists the state
+        for private in ("etc", "db", "fts", "tokens", "logs"):
+            private_dir(self.state / private)
         self._settings_file().write_text(json.dumps(asdict(self.settings), indent=1))
         server = rucio_config.server_sections(self.profile, self.state, self.settings.database,
                                               self.rucio_url, self.fts_url)
+        for name in (RUCIO_CERT, FTS_CERT, *(f"account-{a.name}" for a in self.profile.accounts)):
+            ensure_client_cert(self.state / "tls", name)
+        server["conveyor"]["usercert"] = str(self.client_cert(RUCIO_CERT))  # to the transfer service
         rucio_config.write_cfg(self.rucio_cfg, server)
         rucio_config.write_alembic_ini(self.state / "etc" / "alembic.ini", self.settings.database)
         for acc in self.profile.accounts:
@@ -275,8 +347,12 @@ class Testbed:
             storage_dir(name, rse, self.state).mkdir(parents=True, exist_ok=True)
             rses[name] = rse_settings(name, rse, self.state, self.fts_url)
         (self.state / "etc" / "rses.json").write_text(json.dumps(rses, indent=1))
-        (self.state / "etc" / "s3-credentials.json").write_text(json.dumps(s3_credentials(self.profile), indent=1))
-        (self.state / "fts").mkdir(exist_ok=True)
+        write_private(self.state / "etc" / "s3-credentials.json", json.dumps(s3_credentials(self.profile), indent=1))
+        write_private(self.idp_clients, json.dumps(idp_clients(self.profile, self.settings.host,
+                                                               _saved_secrets(self.idp_clients)), indent=1))
+        for name, rse in self.profile.rses.items():
+            if rse.kind == "s3":
+                write_private(self.state / "etc" / "s3" / f"{name}.key", rse.credentials["secret_key"])
 
     def _run(self, argv: list[str], what: str) -> None:
         self.sup.log_dir.mkdir(parents=True, exist_ok=True)
@@ -323,14 +399,25 @@ class Testbed:
             time.sleep(0.3)
         raise TestbedError(f"daemons did not complete {passes} pass(es) in {timeout:.0f}s")
 
-    def env(self, account: str) -> dict[str, str]:
-        """Environment variables that let the plain `rucio` CLI act as `account` on this testbed."""
-        self.profile.account(account)
-        return {"RUCIO_CONFIG": str(self.client_cfg(account)), "RUCIO_ACCOUNT": account,
-                "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": self.settings.profile}
+    def env(self, account: str, profile: str | None = None) -> dict[str, str]:
+        """Environment variables that let the plain `rucio` CLI act as `account` on this testbed; with `profile`,
+        an account of another (onboarded) experiment, whose client config is written on first use."""
+        if profile is None:
+            self.profile.account(account)
+        else:
+            acc = load_profile(profile).account(account)
+            server = {s: dict(v) for s, v in rucio_config.read_cfg(self.rucio_cfg).items()}
+            rucio_config.write_cfg(self.client_cfg(acc.name), rucio_config.client_sections(server, acc, self.state))
+        env = {"RUCIO_CONFIG": str(self.client_cfg(account)), "RUCIO_ACCOUNT": account,
+               "X509_CERT_DIR": str(self.ca_dir), "CYGNO_DM_PROFILE": profile or self.settings.profile}
+        cert = self.client_cert(f"account-{account}")
+        if cert.is_file():  # gfal2 writes to WebDAV/tape with it; onboarded experiments' accounts have none yet
+            env["X509_USER_PROXY"] = str(cert)
+        return env
 
-    def client(self, account: str):
-        """A rucio Client authenticated by userpass as `account`, with tokens kept in this testbed.
+    def client(self, account: str, profile: Profile | None = None):
+        """A rucio Client authenticated by userpass as `account` (of `profile`, default the testbed's), with tokens
+        kept in this testbed.
 
         Rucio reads one configuration per process: unless RUCIO_CONFIG names an existing file, this testbed's
         client configuration becomes it.
@@ -340,7 +427,7 @@ class Testbed:
         os.environ.setdefault("X509_CERT_DIR", str(self.ca_dir))
         from rucio.client import Client
 
-        acc = self.profile.account(account)
+        acc = (profile or self.profile).account(account)
         tokens = self.state / "tokens" / "in-process" / acc.name
 
         class TestbedClient(Client):

@@ -3,11 +3,15 @@ every account, uploads land at the identity layout on every kind of storage and 
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from testbed.rses import storage_dir
 from testbed.stack import Testbed
@@ -79,3 +83,84 @@ def test_download_from_tape_needs_allow_tape(testbed: Testbed, tmp_path: Path) -
     res = rucio(testbed, "alice", "download", "--dir", str(tmp_path / "dl"), f"cygno-data:{name}")
     assert not (tmp_path / "dl" / "cygno-data" / name).exists()
     assert "only has replicas on tape" in res.stderr
+
+
+def test_secrets_are_private_and_never_on_a_command_line(testbed: Testbed) -> None:
+    etc = testbed.state / "etc"
+    assert stat.S_IMODE(etc.stat().st_mode) == 0o700
+    assert stat.S_IMODE((testbed.state / "tls" / "clients").stat().st_mode) == 0o700
+    secret_files = [testbed.rucio_cfg, etc / "client.cfg", etc / "rse-accounts.cfg", etc / "s3-credentials.json",
+                    *etc.glob("client-*.cfg"), *(etc / "s3").glob("*.key"),
+                    *(testbed.state / "tls" / "clients").glob("*.pem")]
+    if testbed.settings.database.startswith("sqlite"):
+        db = Path(testbed.settings.database.removeprefix("sqlite:///"))
+        assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+        secret_files.append(db)
+    for path in secret_files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    secrets = [r.credentials["secret_key"] for r in testbed.profile.rses.values() if r.kind == "s3"]
+    secrets += [a.password for a in testbed.profile.accounts if a.password]
+    for name in testbed.sup.names():
+        pid = testbed.sup.pid(name)
+        if pid is None:
+            continue
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        assert not [s for s in secrets if s in cmdline], f"{name} has a secret on its command line"
+
+
+def test_the_security_probe_is_refused_everywhere(testbed: Testbed) -> None:
+    """The anonymous actions of issue 14's probe, against the running testbed: each refused with a reason."""
+    ca = str(testbed.ca_dir / "ca.pem")
+    job = {"files": [{"sources": ["file:///etc/passwd"], "destinations": ["file:///tmp/x"]}]}
+    r = requests.post(testbed.fts_url + "/jobs", json=job, verify=ca, timeout=10)
+    assert r.status_code == 401 and "client certificate" in r.json()["message"]
+    for method in ("GET", "DELETE"):
+        assert requests.request(method, testbed.fts_url + "/jobs", verify=ca, timeout=10).status_code == 401
+    alice = str(testbed.client_cert("account-alice"))  # authenticated, but neither storage nor an S3 user
+    r = requests.post(testbed.fts_url + "/jobs", json=job, cert=alice, verify=ca, timeout=10)
+    assert r.status_code == 403 and r.json()["message"].startswith("files[0].sources:")
+    rucio_url = {"files": [{"sources": [testbed.rucio_url + "/ping"], "destinations": ["file:///tmp/x"]}]}
+    assert requests.post(testbed.fts_url + "/jobs", json=rucio_url, cert=alice, verify=ca, timeout=10).status_code \
+        == 403
+    for name, rse in testbed.profile.rses.items():
+        base = rse.endpoint.replace("davs://", "https://")
+        if rse.kind == "s3":
+            for path in ("/moto-api/reset", "/%6doto-api/reset"):
+                assert requests.post(base + path, verify=ca, timeout=10).status_code == 404, (name, path)
+        elif rse.kind in ("webdav", "tape"):
+            target = f"{base}{rse.prefix}/probe.txt"
+            assert requests.put(target, data=b"x", verify=ca, timeout=10).status_code in (401, 403), name
+            assert requests.put(target, data=b"kept", cert=alice, verify=ca, timeout=10).status_code in (200, 201)
+            assert requests.delete(target, verify=ca, timeout=10).status_code in (401, 403), name
+            assert requests.get(target, verify=ca, timeout=10).content == b"kept"
+            assert requests.delete(target, cert=alice, verify=ca, timeout=10).status_code in (200, 204), name
+    tape = next(r for r in testbed.profile.rses.values() if r.kind == "tape")
+    stage = requests.post(tape.endpoint.replace("davs://", "https://") + "/api/v1/stage", verify=ca, timeout=10,
+                          json={"files": [{"path": f"{tape.prefix}/x"}]})
+    assert stage.status_code == 401 and "needs a credential" in stage.json()["detail"]
+
+
+def test_tokens_of_the_identity_provider_work_at_the_transfer_service_and_the_tape(testbed: Testbed) -> None:
+    ca = str(testbed.ca_dir / "ca.pem")
+    clients = {c["client_id"]: c for c in json.loads(testbed.idp_clients.read_text())["clients"]}
+    tape = next(r for r in testbed.profile.rses.values() if r.kind == "tape")
+    tape_base = tape.endpoint.replace("davs://", "https://")
+
+    def token(client: str, scope: str, audience: str) -> str:
+        r = requests.post(testbed.idp_url + "/token", verify=ca, timeout=10,
+                          data={"grant_type": "client_credentials", "scope": scope, "audience": audience},
+                          auth=(client, clients[client]["client_secret"]))
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    fts = token("rucio", "fts", testbed.settings.host)  # what Rucio's FTS3 transfertool asks for
+    who = requests.get(testbed.fts_url + "/whoami", headers={"Authorization": f"Bearer {fts}"}, verify=ca, timeout=10)
+    assert who.json()["method"] == "token" and who.json()["user_dn"] == "rucio"
+    daq = token("rucio-daq", "storage.create:/cygno-data", urlsplit(tape_base).hostname)
+    path = f"{tape.prefix}/cygno-data/token-probe.bin"
+    put = requests.put(tape_base + path, data=b"t", headers={"Authorization": f"Bearer {daq}"}, verify=ca, timeout=10)
+    assert put.status_code == 201, put.text
+    elsewhere = requests.put(f"{tape_base}{tape.prefix}/cygno-sim/x.bin", data=b"t", verify=ca, timeout=10,
+                             headers={"Authorization": f"Bearer {daq}"})
+    assert elsewhere.status_code == 403 and "storage.create" in elsewhere.json()["detail"]
+    assert stat.S_IMODE(testbed.idp_clients.stat().st_mode) == 0o600

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cygno_dm.profile import Profile
@@ -14,11 +14,12 @@ class RunNameError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class RunFile:
-    """One raw run: TAG, run number (sorted numerically) and its DID name `<TAG>/run<N><suffix>`."""
+    """One raw file: TAG, run (sequence) number, its DID name and the groups of the profile's naming pattern."""
 
     tag: str
     run: int
     name: str
+    groups: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def basename(self) -> str:
@@ -35,7 +36,7 @@ def parse_did_name(profile: Profile, name: str) -> RunFile:
     if not m:
         rule = raw_file_rule(Experiment(profile))
         raise RunNameError(f"DID name {name!r} breaks rule {rule.id}: {rule.text}")
-    return RunFile(m["tag"], int(m["run"]), name)
+    return RunFile(m["tag"], int(m["run"]), name, {k: v for k, v in m.groupdict().items() if v is not None})
 
 
 def did_for_file(profile: Profile, path: Path, tag: str | None = None) -> RunFile:
@@ -45,7 +46,10 @@ def did_for_file(profile: Profile, path: Path, tag: str | None = None) -> RunFil
 
 
 def dataset_name(profile: Profile, run: RunFile) -> str:
-    """The dataset of a run's period, e.g. `LNGS/runs-1144xx` (100 runs) or `LNGS/runs-114400-114449` (50)."""
+    """The dataset of a file: the profile's `naming.dataset` template filled from the name, e.g. `LNF/20261130`;
+    else its run period, e.g. `LNGS/runs-1144xx` (100 runs) or `LNGS/runs-114400-114449` (50)."""
+    if profile.naming.dataset is not None:
+        return profile.naming.dataset.format(**run.groups)
     per = profile.naming.runs_per_dataset
     digits = run.basename.removeprefix("run").removesuffix(profile.naming.raw_suffix)
     width = len(digits)

@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rucio.common.exception import RucioException, UnsupportedOperation
 
@@ -16,7 +17,9 @@ from cygno_dm.ingest.catalog import Catalog, CatalogUnavailable, Conflict
 from cygno_dm.ingest.checksums import Checksums, GzipError, scan
 from cygno_dm.ingest.config import IngestConfig
 from cygno_dm.ingest.discovery import settled
+from cygno_dm.ingest.hdf5 import Hdf5Error, closed_file_attributes
 from cygno_dm.ingest.journal import Entry, Journal, JournalError
+from cygno_dm.ingest.naming import parse_did_name
 from cygno_dm.ingest.runlog import RunLog, RunLogUnavailable, did_metadata, read_sidecar, sidecar_path
 from cygno_dm.ingest.safety import SafetyCheck
 from cygno_dm.ingest.states import State
@@ -150,7 +153,7 @@ class Pipeline:
 
     # -- steps ---------------------------------------------------------------------------------
     def check_ready(self, e: Entry) -> Entry:
-        """SEEN → SCANNED: the DAQ finished the run and the gzip stream is complete; checksums in one pass."""
+        """SEEN → SCANNED: the DAQ finished the file (settled; complete gzip or closed HDF5); checksums in one pass."""
         path = Path(e.path)
         try:
             st = path.stat()
@@ -169,13 +172,16 @@ class Pipeline:
         if not declared and not settled(e.size, st.st_size, st.st_mtime, self.cfg.settle):
             self.journal.update(e, size=st.st_size, mtime=st.st_mtime)
             raise Wait(f"size not yet stable for {self.cfg.settle:.0f}s", max(1.0, self.cfg.settle))
+        ready = self.profile.ingest.ready
         try:
-            sums = scan(path)
-        except GzipError as err:
+            sums = scan(path, gzip=ready == "gzip")
+            from_file = closed_file_attributes(path, self.profile.ingest.metadata_from_hdf5) if ready == "hdf5" else {}
+        except (GzipError, Hdf5Error) as err:
+            kind = "gzip" if ready == "gzip" else "HDF5 file"
             if not err.truncated or declared or time.time() - st.st_mtime > self.cfg.stale:
-                raise Quarantine(f"corrupt gzip: {err}") from None
+                raise Quarantine(f"corrupt {kind}: {err}") from None
             self.journal.update(e, size=st.st_size, mtime=st.st_mtime)
-            raise Wait(f"gzip stream not complete yet ({err})", max(1.0, self.cfg.settle)) from None
+            raise Wait(f"{kind} not complete yet ({err})", max(1.0, self.cfg.settle)) from None
         after = path.stat()
         if (after.st_size, after.st_mtime) != (st.st_size, st.st_mtime) or sums.size != st.st_size:
             self.journal.update(e, size=after.st_size, mtime=after.st_mtime)
@@ -185,9 +191,20 @@ class Pipeline:
             raise Quarantine(f"run log says file_size {row['file_size']}, the file has {sums.size} bytes")
         if row.get("file_checksum") and str(row["file_checksum"]).lower() != sums.md5:
             raise Quarantine(f"run log says md5 {row['file_checksum']}, the file has {sums.md5}")
-        meta = did_metadata(row, e.run)
+        meta = {**self.name_metadata(e.name), **from_file,
+                **did_metadata(row, e.run, run_number=not self.profile.metadata or "run_number" in self.profile.metadata)}
         return self.journal.advance(e, State.SCANNED, f"adler32 {sums.adler32}", mtime=st.st_mtime, meta=meta,
                                     **sums.as_dict())
+
+    def name_metadata(self, name: str) -> dict[str, Any]:
+        """Metadata the profile takes from the groups of the file's name (ints for int keys)."""
+        groups = parse_did_name(self.profile, name).groups
+        out: dict[str, Any] = {}
+        for key, group in self.profile.ingest.metadata_from_name.items():
+            if group in groups:
+                spec = self.profile.metadata.get(key)
+                out[key] = int(groups[group]) if spec is not None and spec.type == "int" else groups[group]
+        return out
 
     def _gone(self, e: Entry) -> Entry:
         """The local file vanished: fine if Rucio has the run (another uploader did it), else report it."""
@@ -274,6 +291,8 @@ class Pipeline:
             if not self.catalog.in_dataset(e.scope, e.dataset, e.name):
                 raise Wait(f"dataset {e.scope}:{e.dataset} is closed, cannot attach: {err}", self.cfg.retry_max) \
                     from None
+        if self.profile.naming.dataset is not None:  # datasets by name fields (e.g. a day) stay open
+            return self.journal.advance(e, State.ATTACHED, f"in {e.scope}:{e.dataset}")
         per = self.profile.naming.runs_per_dataset
         last_run = e.run - e.run % per + per - 1
         if (e.run == last_run or self.journal.attached_in(e.scope, e.dataset) + 1 >= per) \

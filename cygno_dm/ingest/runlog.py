@@ -85,9 +85,10 @@ def read_sidecar(data_file: Path) -> dict[str, Any] | None:
 SKIPPED_KEYS = frozenset({"file_size", "file_checksum", "online_reco_status"})
 
 
-def did_metadata(row: dict[str, Any], run: int) -> dict[str, Any]:
-    """DID run metadata from a run-log row: run_number plus the row's scalar fields (storage status left out)."""
-    meta: dict[str, Any] = {"run_number": run}
+def did_metadata(row: dict[str, Any], run: int, run_number: bool = True) -> dict[str, Any]:
+    """DID run metadata from a run-log row: run_number (unless told not to) plus the row's scalar fields
+    (storage status left out)."""
+    meta: dict[str, Any] = {"run_number": run} if run_number else {}
     for key, value in row.items():
         if key == "run_number" or key in SKIPPED_KEYS or key.startswith("storage_"):
             continue

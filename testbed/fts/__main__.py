@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from .scheduler import Limits
 from .service import FtsService, ServiceConfig
@@ -26,7 +27,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-active", type=int, default=4, help="global limit of concurrent transfers")
     p.add_argument("--max-per-link", type=int, default=2, help="limit per source host -> destination host")
     p.add_argument("--vo", default="cygno", help="VO name reported by /whoami (used for deterministic ids)")
-    p.add_argument("--user-dn", default="/DC=org/DC=cygno/CN=testbed-fts-user")
     p.add_argument("--retries", type=int, default=0, help="server default retries when a job asks for 0")
     p.add_argument("--retry-delay", type=float, default=5.0, help="base back-off in seconds (doubles per attempt)")
     p.add_argument("--restart-retries", type=int, default=1,
@@ -35,10 +35,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tape-poll", type=float, default=1.0, help="seconds between Tape REST polls")
     p.add_argument("--copy-mode", choices=("streamed", "gfal2"), default="streamed",
                    help="streamed: copy through this service hashing on the fly; gfal2: let gfal2 pick (TPC)")
+    p.add_argument("--tls-dir", type=Path, required=True,
+                   help="testbed CA directory (tls.py layout): https with a host certificate, client certificates "
+                        "verified against <tls-dir>/ca")
+    p.add_argument("--admin-dn", action="append", default=[], help="DN that may see and change every job")
+    p.add_argument("--s3-user-dn", action="append", default=[],
+                   help="DN (or token subject) that may submit unsigned S3 URLs, which the service signs with its "
+                        "own keys (Rucio's conveyor); everyone else sends presigned URLs")
+    p.add_argument("--storage-endpoint", action="append", default=[],
+                   help="scheme://host:port or file:///dir the service may copy between (repeat); "
+                        "every other URL is refused")
+    p.add_argument("--client-cert", type=Path,
+                   help="certificate + key (one 0600 PEM) presented to storage: gfal2 copies (X509_USER_PROXY) "
+                        "and Tape REST calls")
+    p.add_argument("--token-issuer", help="accept WLCG bearer tokens of this issuer (scope 'fts', what Rucio asks)")
+    p.add_argument("--token-audience", help="audience the tokens must carry (default: --host, as Rucio asks)")
+    p.add_argument("--token-ca", help="CA file to reach the issuer with (default: the system's)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument("--gfal2-log-level", default="WARNING", help="level of gfal2/Davix messages")
     return p.parse_args(argv)
+
+
+def _token_verifier(args: argparse.Namespace) -> Any:
+    if not args.token_issuer:
+        return None
+    from testbed.tokens import WlcgTokenVerifier
+
+    return WlcgTokenVerifier(args.token_issuer, args.token_audience or args.host, required_scope="fts",
+                             ca=args.token_ca or True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
                     restart_retries=args.restart_retries, transfer_timeout=args.transfer_timeout,
                     tape_poll_interval=args.tape_poll)
     config = ServiceConfig(db=args.db, host=args.host, port=args.port, s3_credentials=args.s3_credentials,
-                           limits=limits, vo=args.vo, user_dn=args.user_dn, default_retries=args.retries,
-                           streamed=args.copy_mode == "streamed")
+                           limits=limits, vo=args.vo, default_retries=args.retries,
+                           streamed=args.copy_mode == "streamed", tls_dir=args.tls_dir,
+                           admins=frozenset(args.admin_dn), s3_users=frozenset(args.s3_user_dn),
+                           storage_endpoints=tuple(args.storage_endpoint),
+                           client_cert=args.client_cert, verify_token=_token_verifier(args))
+    if args.client_cert:
+        os.environ["X509_USER_PROXY"] = str(args.client_cert)  # gfal2/Davix present it to every storage
     service = FtsService(config)
     service.start()
 

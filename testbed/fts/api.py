@@ -7,11 +7,14 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 
-from . import clock, states, views
+from testbed.auth import AuthError, Caller, authenticate
+
+from . import clock, states, urls, views
+from .endpoints import EndpointError
 from .store import DuplicateJob
-from .submission import SubmissionError, build_job
+from .submission import Identity, SubmissionError, build_job
 
 if TYPE_CHECKING:
     from .service import FtsService
@@ -36,7 +39,8 @@ class MergeSlashes:
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
-    phrase = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}.get(status, "")
+    phrase = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+              500: "Internal Server Error"}.get(status, "")
     return jsonify({"status": f"{status} {phrase}", "message": message}), status
 
 
@@ -49,12 +53,45 @@ def create_app(service: FtsService) -> Flask:
     app = Flask("testbed.fts")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.wsgi_app = MergeSlashes(app.wsgi_app)  # type: ignore[method-assign]
-    store, identity = service.store, service.identity
+    store = service.store
+
+    @app.before_request
+    def check_caller() -> Any:
+        if request.path == "/health":
+            return None
+        try:
+            g.caller = authenticate(request.environ, service.admins, service.verify_token)
+        except AuthError as exc:
+            log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote_addr, exc)
+            return _error(401, str(exc))
+        return None
+
+    def caller() -> Caller:
+        return g.caller
+
+    def identity() -> Identity:
+        return Identity(user_dn=caller().dn, vo=service.vo)
+
+    def may_see(job: dict[str, Any]) -> bool:
+        return caller().admin or job["user_dn"] == caller().dn
+
+    def check_url(url: str, where: str) -> None:
+        service.endpoints.check(url, where)
+        if urls.uses_service_keys(url, service.s3_hosts) and not (caller().admin or caller().dn in service.s3_users):
+            raise EndpointError(f"{where}: an unsigned URL of S3 host {urls.host_of(url)} would be signed with this "
+                                "service's keys, which only its S3 users may have; send a presigned URL")
+
+    def refused(job_id: str) -> tuple[Response, int]:
+        log.warning("refused %s %s to %s: not the owner", request.method, request.path, caller().dn)
+        return _error(403, f"job {job_id} belongs to another user: only its owner and admins may see or change it")
 
     def job_with_files(job_id: str, keys: list[str] | None) -> dict[str, Any] | None:
         job = store.get_job(job_id)
         if job is None:
             return None
+        if not may_see(job):
+            return {"job_id": job_id, "job_state": None, "http_status": "403 Forbidden",
+                    "http_message": f"job {job_id} belongs to another user"}
         view = views.job_view(job)
         if keys is not None:
             view["files"] = views.select_file_keys(store.get_files(job_id), keys or None)
@@ -65,17 +102,22 @@ def create_app(service: FtsService) -> Flask:
         return jsonify({"api": API_VERSION, "schema": SCHEMA_VERSION, "delegation": {"major": 1, "minor": 0, "patch": 0},
                         "_links": {"jobs": {"href": "/jobs"}, "whoami": {"href": "/whoami"}}})
 
+    @app.get("/health")
+    def health() -> Any:
+        return jsonify({"status": "ok"})
+
     @app.get("/whoami")
     def whoami() -> Any:
-        return jsonify({"user_dn": identity.user_dn, "dn": [identity.user_dn], "vos": [identity.vo],
-                        "vos_id": [], "voms_cred": [], "roles": [], "delegation_id": identity.delegation_id,
-                        "base_id": identity.base_id, "level": {"transfer": "vo"}, "is_root": False,
-                        "method": "unauthenticated"})
+        who = identity()
+        return jsonify({"user_dn": who.user_dn, "dn": [who.user_dn], "vos": [who.vo],
+                        "vos_id": [], "voms_cred": [], "roles": [], "delegation_id": who.delegation_id,
+                        "base_id": who.base_id, "level": {"transfer": "all" if caller().admin else "vo"},
+                        "is_root": caller().admin, "method": caller().method})
 
     @app.get("/delegation/<dlg_id>")
     def delegation(dlg_id: str) -> Any:
         until = (clock.utcnow() + dt.timedelta(days=365)).strftime(clock.FTS_TIME_FORMAT)
-        return jsonify({"delegation_id": dlg_id, "user_dn": identity.user_dn, "termination_time": until})
+        return jsonify({"delegation_id": dlg_id, "user_dn": caller().dn, "termination_time": until})
 
     @app.get("/metrics")
     def metrics() -> Any:
@@ -96,7 +138,13 @@ def create_app(service: FtsService) -> Flask:
         if body is None:
             return _error(400, "body: not valid JSON")
         try:
-            job, files = build_job(body, identity, service.defaults)
+            job, files = build_job(body, identity(), service.defaults)
+            for row in files:
+                for key, where in (("source_surl", "sources"), ("dest_surl", "destinations")):
+                    check_url(row[key], f"files[{row['file_index']}].{where}")
+        except EndpointError as exc:
+            log.warning("refused a submission from %s: %s", caller().dn, exc)
+            return _error(403, str(exc))
         except SubmissionError as exc:
             return _error(400, str(exc))
         try:
@@ -112,7 +160,8 @@ def create_app(service: FtsService) -> Flask:
     def list_jobs() -> Any:
         wanted = _ids(request.args.get("state_in", ""))
         limit = int(request.args.get("limit", 1000))
-        return jsonify([views.job_view(j) for j in store.list_jobs(wanted or None, limit)])
+        owner = None if caller().admin else caller().dn
+        return jsonify([views.job_view(j) for j in store.list_jobs(wanted or None, limit, owner)])
 
     @app.get("/jobs/<job_ids>")
     def get_jobs(job_ids: str) -> Any:
@@ -123,20 +172,25 @@ def create_app(service: FtsService) -> Flask:
             view = job_with_files(ids[0], keys)
             if view is None:
                 return jsonify(views.not_found(ids[0])), 404
+            if view["job_state"] is None:
+                return refused(ids[0])
             return jsonify(view)
         out, missing = [], False
         for job_id in ids:
             view = job_with_files(job_id, keys)
-            if view is None:
+            if view is None or view["job_state"] is None:
                 missing = True
-                view = views.not_found(job_id)
+                view = view or views.not_found(job_id)
             out.append(view)
         return jsonify(out), (207 if missing else 200)
 
     @app.get("/jobs/<job_id>/files")
     def get_files(job_id: str) -> Any:
-        if store.get_job(job_id) is None:
+        job = store.get_job(job_id)
+        if job is None:
             return _error(404, f"No job with the id {job_id} has been found")
+        if not may_see(job):
+            return refused(job_id)
         return jsonify([views.file_view(f) for f in store.get_files(job_id)])
 
     @app.get("/jobs/<job_id>/files/<int:file_id>/retries")
@@ -144,23 +198,33 @@ def create_app(service: FtsService) -> Flask:
         row = store.get_file(file_id)
         if row is None or row["job_id"] != job_id:
             return _error(404, f"No file {file_id} in job {job_id}")
+        if not may_see(store.get_job(job_id)):
+            return refused(job_id)
         return jsonify([{"attempt": r["attempt"], "datetime": r["datetime"], "reason": r["reason"]}
                         for r in store.retries(file_id)])
 
     @app.get("/jobs/<job_id>/dm")
     def get_dm(job_id: str) -> Any:
-        if store.get_job(job_id) is None:
+        job = store.get_job(job_id)
+        if job is None:
             return _error(404, f"No job with the id {job_id} has been found")
+        if not may_see(job):
+            return refused(job_id)
         return jsonify([])
 
     @app.delete("/jobs/<job_ids>")
     def cancel_jobs(job_ids: str) -> Any:
         ids = _ids(job_ids)
         out, missing = [], False
+        if len(ids) == 1 and (job := store.get_job(ids[0])) is not None and not may_see(job):
+            return refused(ids[0])
         for job_id in ids:
-            if store.get_job(job_id) is None:
+            job = store.get_job(job_id)
+            if job is None or not may_see(job):
                 missing = True
-                out.append(views.not_found(job_id))
+                out.append(views.not_found(job_id) if job is None else
+                           {"job_id": job_id, "http_status": "403 Forbidden",
+                            "http_message": f"job {job_id} belongs to another user"})
                 continue
             service.scheduler.cancel(job_id)
             out.append(views.job_view(store.get_job(job_id)))
@@ -171,8 +235,11 @@ def create_app(service: FtsService) -> Flask:
 
     @app.delete("/jobs/<job_id>/files/<file_ids>")
     def cancel_files(job_id: str, file_ids: str) -> Any:
-        if store.get_job(job_id) is None:
+        job = store.get_job(job_id)
+        if job is None:
             return _error(404, f"No job with the id {job_id} has been found")
+        if not may_see(job):
+            return refused(job_id)
         try:
             wanted = [int(i) for i in _ids(file_ids)]
         except ValueError:
@@ -187,6 +254,8 @@ def create_app(service: FtsService) -> Flask:
         job = store.get_job(job_id)
         if job is None:
             return _error(404, f"No job with the id {job_id} has been found")
+        if not may_see(job):
+            return refused(job_id)
         body = request.get_json(force=True, silent=True) or {}
         params = body.get("params", body) if isinstance(body, dict) else {}
         if "priority" not in params:

@@ -175,14 +175,19 @@ class Store:
         rows = self._query("SELECT * FROM files WHERE file_id=?", (file_id,))
         return rows[0] if rows else None
 
-    def list_jobs(self, states_in: Iterable[str] | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Jobs, newest first, optionally filtered by state."""
+    def list_jobs(self, states_in: Iterable[str] | None = None, limit: int = 1000,
+                  user_dn: str | None = None) -> list[dict[str, Any]]:
+        """Jobs, newest first, optionally filtered by state and by owner."""
         wanted = list(states_in or [])
+        where, args = [], []
         if wanted:
-            marks = ",".join("?" * len(wanted))
-            return self._query(f"SELECT * FROM jobs WHERE job_state IN ({marks}) ORDER BY submit_epoch DESC LIMIT ?",
-                               [*wanted, limit])
-        return self._query("SELECT * FROM jobs ORDER BY submit_epoch DESC LIMIT ?", (limit,))
+            where.append(f"job_state IN ({','.join('?' * len(wanted))})")
+            args += wanted
+        if user_dn is not None:
+            where.append("user_dn = ?")
+            args.append(user_dn)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return self._query(f"SELECT * FROM jobs {clause}ORDER BY submit_epoch DESC LIMIT ?", [*args, limit])
 
     def files_in_states(self, wanted: Iterable[str]) -> list[dict[str, Any]]:
         """File rows in any of the given states, with their job's scheduling fields."""

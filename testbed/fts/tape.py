@@ -33,9 +33,10 @@ class StageFileStatus:
 class TapeClient:
     """Talks to the Tape REST endpoint of a storage URL (found through the discovery document)."""
 
-    def __init__(self, timeout: float = 30.0, verify: bool = False):
+    def __init__(self, timeout: float = 30.0, verify: bool = False, cert: str | None = None):
         self.timeout = timeout
         self.verify = verify
+        self.cert = cert  # the service's client certificate + key (one PEM): stage and release need a credential
         self._endpoints: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -46,7 +47,7 @@ class TapeClient:
             if base in self._endpoints:
                 return self._endpoints[base]
         try:
-            resp = requests.get(base + DISCOVERY_PATH, timeout=self.timeout, verify=self.verify)
+            resp = requests.get(base + DISCOVERY_PATH, timeout=self.timeout, verify=self.verify, cert=self.cert)
         except requests.RequestException as exc:
             raise TapeError(f"tape REST discovery at {base} failed: {exc}") from None
         if resp.status_code != 200:
@@ -68,7 +69,8 @@ class TapeClient:
 
     def _call(self, method: str, url: str, body: Any = None) -> requests.Response:
         try:
-            resp = requests.request(method, url, json=body, timeout=self.timeout, verify=self.verify)
+            resp = requests.request(method, url, json=body, timeout=self.timeout, verify=self.verify,
+                                    cert=self.cert)
         except requests.RequestException as exc:
             raise TapeError(f"{method} {url} failed: {exc}") from None
         if resp.status_code >= 400:

@@ -44,6 +44,12 @@ def is_presigned(url: str) -> bool:
     return any(k in query for k in SIGNED_QUERY_KEYS)
 
 
+def uses_service_keys(url: str, s3_hosts: set[str]) -> bool:
+    """Whether copying `url` would be signed with this service's own S3 keys (an unsigned URL of an S3 host)."""
+    url, _ = split_copy_mode(url)
+    return (host_of(url) in s3_hosts or host_port(url) in s3_hosts) and not is_presigned(url)
+
+
 def to_gfal_url(url: str, s3_hosts: set[str]) -> str:
     """The URL gfal2 should use: http(s) to a host with S3 credentials becomes s3(s) (unless presigned)."""
     url, _ = split_copy_mode(url)

@@ -86,13 +86,23 @@ def serve(
         server.server_close()
 
 
+def read_secret(path: Path) -> str:
+    """The secret in `path`; refused when others may read the file."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise SystemExit(f"--secret-key-file: {path} has mode {mode:04o}; it must be readable by its owner only "
+                         "(chmod 600)")
+    return path.read_text().strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: run one S3 site in the foreground."""
     parser = argparse.ArgumentParser(prog="python -m testbed.storage.s3", description=__doc__)
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--access-key", required=True)
-    parser.add_argument("--secret-key", required=True)
+    parser.add_argument("--secret-key-file", type=Path, required=True,
+                        help="file holding the secret key (mode 0600: never on a command line)")
     parser.add_argument("--bucket", action="append", required=True, help="bucket to create (repeatable)")
     parser.add_argument("--state-dir", type=Path, help="persist objects here and reload them at start")
     parser.add_argument("--tls-dir", type=Path,
@@ -108,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tls_dir:
         cert, key, _ = ensure_host_cert(args.tls_dir, args.host)
         tls = (str(cert), str(key))
-    serve(args.host, args.port, args.access_key, args.secret_key, args.bucket, args.state_dir, tls)
+    serve(args.host, args.port, args.access_key, read_secret(args.secret_key_file), args.bucket, args.state_dir, tls)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
@@ -36,6 +37,18 @@ def raw_path(environ: dict[str, Any]) -> str:
     if "://" in raw.split("?", 1)[0]:
         raw = "/" + raw.split("://", 1)[1].partition("/")[2]
     return raw.split("?", 1)[0] or "/"
+
+
+def is_moto_admin(environ: dict[str, Any], path: str) -> bool:
+    """Whether a request reaches moto's admin API (`/moto-api`), however its path is encoded or padded."""
+    for candidate in (path, environ.get("PATH_INFO", "")):
+        text = candidate
+        for _ in range(4):  # %256d... decodes in steps
+            text = unquote(text)
+        first = posixpath.normpath("/" + text.replace("\\", "/")).lstrip("/").split("/", 1)[0]
+        if first.lower() == "moto-api":
+            return True
+    return False
 
 
 def bucket_and_key(path: str) -> tuple[str | None, str | None]:
@@ -75,7 +88,7 @@ class S3Gate:
             body = json.dumps({"service": "s3", "buckets": self.buckets}).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
-        if path.startswith("/moto-api"):
+        if is_moto_admin(environ, path):
             return _error(start_response, "404 Not Found", "NotFound", "moto admin API is disabled")
         query = environ.get("QUERY_STRING", "")
         authorization = environ.get("HTTP_AUTHORIZATION", "")

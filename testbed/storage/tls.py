@@ -62,3 +62,44 @@ def ensure_host_cert(tls_dir: Path, host: str) -> tuple[Path, Path, Path]:
         key.chmod(0o600)
         log.info("created certificate for %s in %s", host, hosts)
         return cert, key, ca_dir
+
+
+def client_dn(name: str) -> str:
+    """The DN of the testbed client certificate called `name`."""
+    return f"/O=cygno-dm testbed/CN={name}"
+
+
+def client_cert_path(tls_dir: Path, name: str) -> Path:
+    """Where ensure_client_cert keeps the certificate + key of `name`."""
+    return tls_dir / "clients" / f"{name}.pem"
+
+
+def ensure_client_cert(tls_dir: Path, name: str) -> Path:
+    """Create (once) a client certificate `/O=cygno-dm testbed/CN=<name>` signed by the testbed CA.
+
+    Returns one 0600 PEM file holding certificate and key, as Rucio's `[conveyor] usercert` and X509_USER_PROXY
+    expect it.
+    """
+    with _locked(tls_dir):
+        ca_dir = _ensure_ca(tls_dir)
+        combined = client_cert_path(tls_dir, name)
+        clients = combined.parent
+        clients.mkdir(mode=0o700, exist_ok=True)
+        if combined.exists():
+            return combined
+        key, csr, cert = clients / f"{name}.key", clients / f"{name}.csr", clients / f"{name}.crt"
+        ext = clients / f"{name}.ext"
+        ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                       "extendedKeyUsage=clientAuth\n")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                 "-subj", client_dn(name), cwd=tls_dir)
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_dir / "ca.pem"), "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", str(cert), "-days", str(DAYS), "-extfile", str(ext), cwd=tls_dir)
+        tmp = clients / f".{name}.pem.tmp"
+        tmp.touch(mode=0o600)
+        tmp.write_text(cert.read_text() + key.read_text())
+        tmp.replace(combined)
+        for path in (key, csr, cert, ext):
+            path.unlink()
+        log.info("created client certificate %s", combined)
+        return combined

@@ -24,6 +24,7 @@ __all__ = ["WebdavEndpoint", "WebdavConfig", "exec_xrootd", "main", "webdav_read
 RUN_AS = "xrootd"  # XRootD refuses to run as root; Debian's package creates this user
 SOCKET_PATH_BUDGET = 90  # XRootD puts a unix socket under the admin path (sun_path is 108 bytes)
 CHECKSUMS = ("adler32", "md5")
+WRITER = "cygno-writer"  # the user name XRootD gives to the writers' certificates
 
 
 class WebdavEndpoint(NamedTuple):
@@ -44,6 +45,7 @@ class WebdavConfig:
     state_dir: Path
     tls: bool = True
     tls_dir: Path | None = None  # shared testbed CA; default: <state_dir>/tls
+    writers: tuple[str, ...] = ()  # DNs of client certificates that may write and delete (everyone may read)
 
     @property
     def name(self) -> str:
@@ -63,6 +65,16 @@ class WebdavConfig:
             return admin
         digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
         return Path("/tmp") / f"cygno-xrd-{digest}"
+
+    @property
+    def authdb(self) -> Path:
+        """XRootD authorisation database: everyone reads, the mapped writers write."""
+        return self.state_dir / "authdb"
+
+    @property
+    def gridmap(self) -> Path:
+        """DN -> user name map of the writers' client certificates."""
+        return self.state_dir / "grid-mapfile"
 
     @property
     def url(self) -> str:
@@ -85,6 +97,15 @@ def render_config(cfg: WebdavConfig, tls_files: tuple[Path, Path, Path] | None) 
         f"xrootd.chksum max 8 {' '.join(CHECKSUMS)}",
         "http.listingdeny false",
         "http.desthttps false",
+        # XRootD 5.5 has no listen-address directive: it refuses every peer but the loopback ones at accept
+        "xrd.network nodnr",
+        "xrd.allow host 127.0.0.1",
+        "xrd.allow host localhost",
+        f"xrd.allow host {cfg.host}",
+        # authorisation: anonymous clients list and read; writers (client certificates in the gridmap) write
+        "ofs.authorize 1",
+        f"acc.authdb {cfg.authdb}",
+        "acc.audit deny",
     ]
     if tls_files:
         cert, key, ca_dir = tls_files
@@ -93,6 +114,7 @@ def render_config(cfg: WebdavConfig, tls_files: tuple[Path, Path, Path] | None) 
             f"xrd.tls {cert} {key}",
             f"xrd.tlsca certdir {ca_dir}",
             "http.exthandler xrdtpc libXrdHttpTPC.so",
+            f"http.gridmap {cfg.gridmap}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -123,6 +145,8 @@ def write_config(cfg: WebdavConfig) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     tls_files = ensure_host_cert(cfg.tls_dir or cfg.state_dir / "tls", cfg.host) if cfg.tls else None
     cfg.config_file.write_text(render_config(cfg, tls_files))
+    cfg.gridmap.write_text("".join(f'"{dn}" {WRITER}\n' for dn in cfg.writers))
+    cfg.authdb.write_text(f"u {WRITER} / a\nu * / lr\n")
     if os.geteuid() == 0:
         for path in (cfg.root, cfg.state_dir, cfg.admin_path):
             check_traversable(path, RUN_AS)
@@ -169,12 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tls", action="store_true", help="no TLS material (then no HTTP third-party copy)")
     parser.add_argument("--tls-dir", type=Path, help="testbed CA directory shared with other endpoints "
                         "(default: <state-dir>/tls)")
+    parser.add_argument("--writer-dn", action="append", default=[],
+                        help="DN of a client certificate that may write and delete (repeat)")
     parser.add_argument("--log-file", type=Path, help="xrootd log file (default: stderr)")
     parser.add_argument("--print-config", action="store_true", help="write and print the config, do not start")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = WebdavConfig(args.host, args.port, args.root.resolve(), args.state_dir.resolve(), tls=not args.no_tls,
-                       tls_dir=args.tls_dir.resolve() if args.tls_dir else None)
+                       tls_dir=args.tls_dir.resolve() if args.tls_dir else None, writers=tuple(args.writer_dn))
     if args.print_config:
         print(write_config(cfg).read_text(), end="")
         return 0

@@ -35,7 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--tls-dir", type=Path,
-                   help="serve https (davs) with a certificate for --host from the testbed CA in this directory")
+                   help="serve https (davs) with a certificate for --host from the testbed CA in this directory; "
+                        "clients authenticate with certificates of that CA")
+    p.add_argument("--token-issuer", help="accept WLCG bearer tokens of this issuer (OpenID discovery)")
+    p.add_argument("--token-audience", help="audience the tokens must carry (default: --host)")
+    p.add_argument("--token-ca", help="CA file to reach the issuer with (default: the system's)")
+    p.add_argument("--token-base-path", default="/",
+                   help="token scope paths are relative to this path (the VO's base path, e.g. /cygno)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -51,14 +57,20 @@ def main(argv: list[str] | None = None) -> int:
                         stage_latency=args.stage_latency, pin_lifetime=args.pin_lifetime, tape_rate=args.tape_rate,
                         tick=args.tick, sitename=args.sitename)
     config.prepare()
+    tls = None
+    if args.tls_dir:
+        cert, key, ca_dir = ensure_host_cert(args.tls_dir, args.host)
+        tls = (str(cert), str(key), str(ca_dir / "ca.pem"))
+    verify_token = None
+    if args.token_issuer:
+        from testbed.tokens import WlcgTokenVerifier
+
+        verify_token = WlcgTokenVerifier(args.token_issuer, args.token_audience or args.host, ca=args.token_ca or True)
     if args.server == "werkzeug":
-        serve_werkzeug(config, args.host, args.port, args.port_file)
+        serve_werkzeug(config, args.host, args.port, args.port_file, tls, verify_token, args.token_base_path)
     else:
-        tls = None
-        if args.tls_dir:
-            cert, key, _ = ensure_host_cert(args.tls_dir, args.host)
-            tls = (str(cert), str(key))
-        serve_gunicorn(config, args.host, args.port, args.workers, args.threads, args.port_file, tls)
+        serve_gunicorn(config, args.host, args.port, args.workers, args.threads, args.port_file, tls, verify_token,
+                       args.token_base_path)
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.wrappers import Request, Response
 
+from testbed.auth import AuthError, TokenVerifier, authenticate
 from testbed.tape.config import TapeConfig
 from testbed.tape.lifecycle import Lifecycle
 from testbed.tape.locking import StateLock
@@ -20,8 +21,11 @@ from testbed.tape.staging import Staging
 from testbed.tape.store import Store
 from testbed.tape.taperest import API, DISCOVERY, TapeRest
 from testbed.tape.webdav import WebDav
+from testbed.tokens import has_storage_scope
 
 log = logging.getLogger(__name__)
+
+READ_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "OPTIONS"})
 
 
 def request_path(req: Request) -> str:
@@ -33,9 +37,12 @@ def request_path(req: Request) -> str:
 class TapeApp:
     """WSGI callable of one tape endpoint."""
 
-    def __init__(self, config: TapeConfig, start_worker: bool = True) -> None:
+    def __init__(self, config: TapeConfig, start_worker: bool = True, verify_token: TokenVerifier | None = None,
+                 token_base: str = "/") -> None:
         config.prepare()
         self.config = config
+        self.verify_token = verify_token
+        self.token_base = token_base  # token scope paths are relative to it
         self.store = Store(config.db_path)
         self.ns = Namespace(config, self.store, StateLock(config.root / "state.lock"))
         self.staging = Staging(self.ns, self.store, config.pin_lifetime)
@@ -49,6 +56,8 @@ class TapeApp:
     def dispatch(self, req: Request) -> Response:
         """Return the response to one request."""
         raw = request_path(req)
+        if req.method not in READ_METHODS and raw.rstrip("/") != API + "/archiveinfo":
+            self.check_caller(req, raw)
         if raw.rstrip("/") == DISCOVERY:
             return self.rest.discovery(req)
         if raw == API or raw.startswith(API + "/"):
@@ -60,6 +69,35 @@ class TapeApp:
         except BadPath as exc:
             raise Problem(400, str(exc)) from exc
         return self.dav.handle(req, path)
+
+    def check_caller(self, req: Request, raw: str) -> None:
+        """Writes, deletes and Tape REST stage/release/cancel need a client certificate of the testbed CA, or a
+        bearer token whose WLCG storage scopes cover the paths."""
+        try:
+            caller = authenticate(req.environ, frozenset(), self.verify_token)
+        except AuthError as exc:
+            log.warning("refused %s %s from %s: %s", req.method, req.path, req.remote_addr, exc)
+            raise Problem(401, f"{req.method} needs a credential: {exc}",
+                          {"WWW-Authenticate": 'Bearer realm="tape"'}) from None
+        if caller.method == "token":
+            operation, paths = self._token_operation(req, raw)
+            missing = [p for p in paths if not has_storage_scope(caller.scopes, operation, p, self.token_base)]
+            if missing:
+                log.warning("refused %s %s to %s: no storage.%s scope for %s", req.method, req.path, caller.dn,
+                            operation, missing[0])
+                raise Problem(403, f"bearer token has no storage.{operation} scope covering {missing[0]}")
+        log.info("%s %s by %s (%s)", req.method, req.path, caller.dn, caller.method)
+
+    @staticmethod
+    def _token_operation(req: Request, raw: str) -> tuple[str, list[str]]:
+        """The WLCG storage operation a request needs and the paths it touches."""
+        if raw == API or raw.startswith(API + "/"):
+            body = req.get_json(silent=True, cache=True) or {}
+            files = body.get("files") or [] if isinstance(body, dict) else []
+            paths = [f.get("path", "") for f in files if isinstance(f, dict)]
+            paths += [p for p in (body.get("paths") or [] if isinstance(body, dict) else []) if isinstance(p, str)]
+            return "stage", paths or ["/"]
+        return ("create" if req.method in ("PUT", "MKCOL") else "modify"), [raw]
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         req = Request(environ)
@@ -76,6 +114,7 @@ class TapeApp:
         return resp(environ, start_response)
 
 
-def create_app(config: TapeConfig, start_worker: bool = True) -> TapeApp:
+def create_app(config: TapeConfig, start_worker: bool = True, verify_token: TokenVerifier | None = None,
+               token_base: str = "/") -> TapeApp:
     """Build the WSGI application of a tape endpoint (and start its background worker)."""
-    return TapeApp(config, start_worker)
+    return TapeApp(config, start_worker, verify_token, token_base)

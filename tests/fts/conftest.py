@@ -23,6 +23,10 @@ S3_B = ("127.0.0.42", "fts-test-key-b", "fts-test-secret-b")
 DOWN_HOST = "127.0.0.43"
 DOWN_KEYS = ("fts-test-key-c", "fts-test-secret-c")
 FTS_HOST = "127.0.0.45"
+TAPE_HOST = "127.0.0.46"
+# The service copies only between configured endpoints: the test hosts (any port) and the test's tmp dir.
+TEST_ENDPOINTS = [f"https://{h}" for h in (S3_A[0], S3_B[0], DOWN_HOST, TAPE_HOST)]
+USER, OTHER, ADMIN, SERVICE = "fts-test-user", "fts-test-other", "fts-test-admin", "fts-test-service"
 TERMINAL = {"FINISHED", "FAILED", "FINISHEDDIRTY", "CANCELED"}
 
 
@@ -99,11 +103,42 @@ class MotoServer:
         return f"{scheme}://{self.host}:{self.port}/{bucket}/{key}"
 
 
+class FtsTls:
+    """The testbed CA of the tests: the service's host certificate and client certificates of three actors."""
+
+    def __init__(self, tls_dir: Path):
+        from testbed.storage.tls import ensure_client_cert
+
+        self.dir = tls_dir
+        self.ca = str(tls_dir / "ca" / "ca.pem")
+        self.certs = {name: str(ensure_client_cert(tls_dir, name)) for name in (USER, OTHER, ADMIN, SERVICE)}
+
+    @staticmethod
+    def dn(name: str) -> str:
+        """The DN of a test actor."""
+        return f"/O=cygno-dm testbed/CN={name}"
+
+    def pem(self, name: str) -> str:
+        """The certificate (without its key) of a test actor."""
+        text = Path(self.certs[name]).read_text()
+        return text[:text.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
+
+    def client(self, app: Any, name: str | None = USER) -> Any:
+        """A Flask test client whose requests carry the actor's verified certificate, as the TLS server sets it."""
+        client = app.test_client()
+        client.environ_base["wsgi.url_scheme"] = "https"
+        if name:
+            client.environ_base["SSL_CLIENT_CERT"] = self.pem(name)
+        return client
+
+
 class FtsProcess:
     """The service started with `python -m testbed.fts`, restartable and killable."""
 
-    def __init__(self, workdir: Path, creds: Path, extra: list[str] | None = None, host: str = FTS_HOST):
-        self.workdir, self.creds, self.extra, self.host = workdir, creds, extra or [], host
+    def __init__(self, workdir: Path, creds: Path, tls: FtsTls, extra: list[str] | None = None,
+                 host: str = FTS_HOST):
+        self.workdir, self.creds, self.tls, self.extra, self.host = workdir, creds, tls, extra or [], host
+        self.cert = tls.certs[USER]
         self.port = free_port(host)
         self.db = workdir / "fts.db"
         self.log = workdir / "fts.log"
@@ -112,27 +147,37 @@ class FtsProcess:
     @property
     def url(self) -> str:
         """Base URL of the REST API."""
-        return f"http://{self.host}:{self.port}"
+        return f"https://{self.host}:{self.port}"
+
+    def request(self, method: str, path: str, as_: str | None = USER, **kw: Any) -> requests.Response:
+        """An HTTPS request as the test actor `as_` (None: no certificate)."""
+        kw.setdefault("timeout", 10)
+        return requests.request(method, self.url + path, verify=self.tls.ca,
+                                cert=self.tls.certs[as_] if as_ else None, **kw)
 
     def start(self) -> FtsProcess:
-        """Start (or restart) the service and wait for GET / to answer."""
+        """Start (or restart) the service and wait for its health check to answer."""
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         env.pop("X509_USER_PROXY", None)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "testbed.fts", "--host", self.host, "--port", str(self.port), "--db",
-                 str(self.db), "--s3-credentials", str(self.creds), "--tape-poll", "0.3", *self.extra],
+                 str(self.db), "--s3-credentials", str(self.creds), "--tape-poll", "0.3", "--tls-dir",
+                 str(self.tls.dir), "--admin-dn", self.tls.dn(ADMIN), "--client-cert", self.tls.certs[SERVICE],
+                 "--s3-user-dn", self.tls.dn(USER), "--s3-user-dn", "rucio",
+                 "--storage-endpoint", f"file://{self.workdir}",
+                 *(x for e in TEST_ENDPOINTS for x in ("--storage-endpoint", e)), *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         wait_for(self.healthy, 30, what="FTS service health")
         return self
 
     def healthy(self) -> bool:
-        """GET / answers 200 with an api version."""
+        """GET /health answers 200 (no credential needed)."""
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"service exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
         try:
-            r = requests.get(self.url + "/", timeout=2)
-            return r.status_code == 200 and "api" in r.json()
+            r = requests.get(self.url + "/health", timeout=2, verify=self.tls.ca)
+            return r.status_code == 200 and r.json()["status"] == "ok"
         except requests.RequestException:
             return False
 
@@ -149,13 +194,13 @@ class FtsProcess:
 
     def submit(self, files: list[dict[str, Any]], **params: Any) -> str:
         """POST /jobs and return the job id."""
-        r = requests.post(self.url + "/jobs", json={"files": files, "params": params}, timeout=10)
+        r = self.request("POST", "/jobs", json={"files": files, "params": params})
         assert r.status_code == 200, r.text
         return r.json()["job_id"]
 
     def job(self, job_id: str) -> dict[str, Any]:
         """The job with all its file fields."""
-        r = requests.get(f"{self.url}/jobs/{job_id}?files=", timeout=10)
+        r = self.request("GET", f"/jobs/{job_id}?files=")
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -189,13 +234,19 @@ def s3_creds_file(tmp_path_factory: pytest.TempPathFactory, s3_servers: tuple[Mo
     return path
 
 
+@pytest.fixture(scope="session")
+def fts_tls(tmp_path_factory: pytest.TempPathFactory) -> FtsTls:
+    """CA, host and client certificates shared by the tests of the service."""
+    return FtsTls(tmp_path_factory.mktemp("fts-tls"))
+
+
 @pytest.fixture
-def fts_factory(tmp_path: Path, s3_creds_file: Path) -> Iterator[Callable[..., FtsProcess]]:
+def fts_factory(tmp_path: Path, s3_creds_file: Path, fts_tls: FtsTls) -> Iterator[Callable[..., FtsProcess]]:
     """Start service processes in a test's tmp dir; all are stopped at teardown."""
     started: list[FtsProcess] = []
 
     def make(*extra: str) -> FtsProcess:
-        proc = FtsProcess(tmp_path, s3_creds_file, list(extra))
+        proc = FtsProcess(tmp_path, s3_creds_file, fts_tls, list(extra))
         started.append(proc)
         return proc.start()
 

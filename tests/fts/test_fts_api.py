@@ -12,21 +12,24 @@ import pytest
 from testbed.fts import ids
 from testbed.fts.service import FtsService, ServiceConfig
 
+from .conftest import ADMIN, FtsTls
+
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
 RUCIO_QUERY = "files=file_state,dest_surl,finish_time,start_time,staging_start,staging_finished,reason,source_surl," \
               "file_metadata"
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Any:
-    svc = FtsService(ServiceConfig(db=tmp_path / "api.db"))
+def service(tmp_path: Path, fts_tls: FtsTls) -> Any:
+    svc = FtsService(ServiceConfig(db=tmp_path / "api.db", storage_endpoints=("file:///tmp",),
+                                   admins=frozenset({fts_tls.dn(ADMIN)})))
     yield svc
     svc.store.close()
 
 
 @pytest.fixture
-def client(service: Any) -> Any:
-    return service.app.test_client()
+def client(service: Any, fts_tls: FtsTls) -> Any:
+    return fts_tls.client(service.app)
 
 
 def _file(n: int = 0, **kw: Any) -> dict[str, Any]:
@@ -195,11 +198,11 @@ def test_job_list_and_dm_and_retries_endpoints(client: Any) -> None:
     assert client.get(f"/jobs/{uuid.uuid4()}/files").status_code == 404
 
 
-def test_jobs_survive_reopening_the_database(tmp_path: Path) -> None:
-    svc = FtsService(ServiceConfig(db=tmp_path / "p.db"))
-    job_id = submit(svc.app.test_client(), [_file()], job_metadata={"k": "v"}).get_json()["job_id"]
+def test_jobs_survive_reopening_the_database(tmp_path: Path, fts_tls: FtsTls) -> None:
+    svc = FtsService(ServiceConfig(db=tmp_path / "p.db", storage_endpoints=("file:///tmp",)))
+    job_id = submit(fts_tls.client(svc.app), [_file()], job_metadata={"k": "v"}).get_json()["job_id"]
     svc.store.close()
     again = FtsService(ServiceConfig(db=tmp_path / "p.db"))
-    job = again.app.test_client().get(f"/jobs/{job_id}?files=").get_json()
+    job = fts_tls.client(again.app).get(f"/jobs/{job_id}?files=").get_json()
     assert job["job_metadata"] == {"k": "v"} and job["files"][0]["file_metadata"]["request_id"] == "req0"
     again.store.close()

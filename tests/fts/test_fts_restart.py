@@ -6,8 +6,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
-
 from .conftest import FtsProcess, MotoServer, wait_for
 from .test_fts_transfers import adler32, get, put
 
@@ -79,7 +77,7 @@ def test_cancel_of_an_active_transfer_removes_the_partial_destination(
         partial = tmp_path / "partial"
         job_id = svc.submit([{"sources": [f"file://{fifo}"], "destinations": [f"file://{partial}"]}])
         wait_for(lambda: partial.exists() and partial.stat().st_size > 0, 30, what="partial destination")
-        r = requests.delete(f"{svc.url}/jobs/{job_id}", timeout=10)
+        r = svc.request("DELETE", f"/jobs/{job_id}")
         assert r.status_code == 200 and r.json()["job_state"] == "CANCELED"
         os.write(writer, b"y" * 1000)  # lets the blocked read return; the copy sees the cancel and cleans up
         wait_for(lambda: not partial.exists(), 30, what="partial destination removed")

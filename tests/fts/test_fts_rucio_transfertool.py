@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
-
 from .conftest import DOWN_HOST, REPO, FtsProcess, MotoServer, free_port
 from .test_fts_transfers import adler32, get, put
 
@@ -19,6 +17,7 @@ loglevel = WARNING
 default = sqlite:///{db}
 [conveyor]
 use_deterministic_id = True
+usercert = {cert}
 [transfers]
 overwrite_corrupted_files = False
 """
@@ -35,7 +34,7 @@ def test_rucio_fts3_transfertool_end_to_end(fts: FtsProcess, s3_servers: tuple[M
             "tape": {"host": DOWN_HOST, "port": free_port(DOWN_HOST)},
             "name": name, "size": len(data), "adler32": adler32(data)}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    (tmp_path / "rucio.cfg").write_text(RUCIO_CFG.format(db=tmp_path / "rucio.db"))
+    (tmp_path / "rucio.cfg").write_text(RUCIO_CFG.format(db=tmp_path / "rucio.db", cert=fts.cert))
     env = {**os.environ, "RUCIO_CONFIG": str(tmp_path / "rucio.cfg"), "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, str(Path(__file__).with_name("rucio_driver.py")),
                            str(tmp_path / "spec.json")], capture_output=True, text=True, env=env, timeout=300,
@@ -70,4 +69,4 @@ def test_rucio_fts3_transfertool_end_to_end(fts: FtsProcess, s3_servers: tuple[M
     assert out["priority"] == 5 and out["cancel"] == "CANCELED"
     assert out["canceled"]["state"] == "FAILED" and "canceled" in out["canceled"]["err_msg"]
     assert out["lost"] == {"lost_is_none": True, "found": "dict"}
-    assert requests.get(fts.url + "/", timeout=5).status_code == 200
+    assert fts.request("GET", "/").status_code == 200

@@ -15,7 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from .conftest import REPO, FtsProcess, _stop, free_port, wait_for
+from testbed.private import write_private
+
+from .conftest import REPO, FtsProcess, FtsTls, _stop, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("testbed.storage.s3") is None,
                                 reason="testbed.storage.s3 (credential-enforcing S3 sites) is not in the tree")
@@ -32,7 +34,8 @@ class Site:
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "testbed.storage.s3", "--host", host, "--port", str(self.port),
-                 "--access-key", key, "--secret-key", secret, "--bucket", "cygno-data"],
+                 "--access-key", key, "--secret-key-file", str(write_private(log.with_suffix(".key"), secret)),
+                 "--bucket", "cygno-data"],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
         wait_for(self._up, 60, what=f"S3 site {host}")
 
@@ -77,8 +80,13 @@ def _creds(path: Path, sites: dict[str, Site], swap: bool = False) -> Path:
     return path
 
 
-def test_copy_between_sites_with_their_own_credentials(sites: dict[str, Site], tmp_path: Path) -> None:
-    svc = FtsProcess(tmp_path, _creds(tmp_path / "creds.json", sites)).start()
+def _endpoints(sites: dict[str, Site]) -> list[str]:
+    return [x for s in sites.values() for x in ("--storage-endpoint", f"http://{s.host}:{s.port}")]
+
+
+def test_copy_between_sites_with_their_own_credentials(sites: dict[str, Site], tmp_path: Path,
+                                                       fts_tls: FtsTls) -> None:
+    svc = FtsProcess(tmp_path, _creds(tmp_path / "creds.json", sites), fts_tls, _endpoints(sites)).start()
     try:
         data = os.urandom(3_000_000)
         sites["a"].client().put_object(Bucket="cygno-data", Key="LNGS/run00042.mid.gz", Body=data)
@@ -93,8 +101,8 @@ def test_copy_between_sites_with_their_own_credentials(sites: dict[str, Site], t
         svc.stop()
 
 
-def test_wrong_credentials_fail_with_a_clear_reason(sites: dict[str, Site], tmp_path: Path) -> None:
-    svc = FtsProcess(tmp_path, _creds(tmp_path / "swapped.json", sites, swap=True)).start()
+def test_wrong_credentials_fail_with_a_clear_reason(sites: dict[str, Site], tmp_path: Path, fts_tls: FtsTls) -> None:
+    svc = FtsProcess(tmp_path, _creds(tmp_path / "swapped.json", sites, swap=True), fts_tls, _endpoints(sites)).start()
     try:
         sites["a"].client().put_object(Bucket="cygno-data", Key="x", Body=b"x")
         job = svc.wait_job(svc.submit([{"sources": [sites["a"].url("x")], "destinations": [sites["b"].url("x")]}],

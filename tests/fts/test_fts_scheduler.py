@@ -13,7 +13,7 @@ from testbed.fts import states
 from testbed.fts.scheduler import Limits
 from testbed.fts.service import FtsService, ServiceConfig
 
-from .conftest import MotoServer, wait_for
+from .conftest import TEST_ENDPOINTS, USER, FtsTls, MotoServer, wait_for
 from .test_fts_transfers import put
 
 
@@ -23,7 +23,9 @@ def make_service(tmp_path: Path, s3_creds_file: Path) -> Iterator[Any]:
 
     def make(**limits: Any) -> FtsService:
         svc = FtsService(ServiceConfig(db=tmp_path / f"s{len(made)}.db", s3_credentials=s3_creds_file,
-                                       limits=Limits(**limits)))
+                                       limits=Limits(**limits),
+                                       storage_endpoints=(f"file://{tmp_path}", *TEST_ENDPOINTS),
+                                       s3_users=frozenset({FtsTls.dn(USER)})))
         made.append(svc)
         return svc  # the scheduling thread is not started: the test calls _dispatch() itself
 
@@ -39,9 +41,9 @@ def _submit(client: Any, files: list[dict[str, Any]], **params: Any) -> str:
     return r.get_json()["job_id"]
 
 
-def test_highest_priority_first_and_priority_updates_count(make_service: Any, tmp_path: Path) -> None:
+def test_highest_priority_first_and_priority_updates_count(make_service: Any, tmp_path: Path, fts_tls: FtsTls) -> None:
     svc = make_service(max_active=1, max_per_link=1)
-    client = svc.app.test_client()
+    client = fts_tls.client(svc.app)
     (tmp_path / "src").write_bytes(b"data")
     jobs = {}
     for name, prio in (("low", 1), ("mid", 3), ("high", 5)):
@@ -60,14 +62,14 @@ def test_highest_priority_first_and_priority_updates_count(make_service: Any, tm
     assert all(svc.store.get_job(j)["job_state"] == states.FINISHED for j in jobs.values())
 
 
-def test_global_and_per_link_limits(make_service: Any, tmp_path: Path,
+def test_global_and_per_link_limits(make_service: Any, tmp_path: Path, fts_tls: FtsTls,
                                     s3_servers: tuple[MotoServer, MotoServer], buckets: tuple[str, str]) -> None:
     a, b = s3_servers
     src_bucket, dst_bucket = buckets
     b.client().create_bucket(Bucket=src_bucket)
     a.client().create_bucket(Bucket=dst_bucket)
     svc = make_service(max_active=3, max_per_link=1)
-    client = svc.app.test_client()
+    client = fts_tls.client(svc.app)
     (tmp_path / "f").write_bytes(b"x" * 1000)
     put(a, src_bucket, "k", 1000)
     put(b, src_bucket, "k", 1000)
@@ -91,9 +93,9 @@ def test_global_and_per_link_limits(make_service: Any, tmp_path: Path,
     assert max(svc.scheduler.peak_per_link.values()) == 1
 
 
-def test_max_time_in_queue_expires_waiting_files(make_service: Any, tmp_path: Path) -> None:
+def test_max_time_in_queue_expires_waiting_files(make_service: Any, tmp_path: Path, fts_tls: FtsTls) -> None:
     svc = make_service(max_active=1)
-    client = svc.app.test_client()
+    client = fts_tls.client(svc.app)
     job_id = _submit(client, [{"sources": [f"file://{tmp_path}/a"], "destinations": [f"file://{tmp_path}/b"]}],
                      max_time_in_queue="1s")
     assert svc.store.expired_in_queue(svc.store.get_job(job_id)["submit_epoch"]) == []

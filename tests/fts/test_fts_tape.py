@@ -7,11 +7,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from .conftest import REPO, FtsProcess, MotoServer, _stop, free_port, wait_for
+from .conftest import REPO, USER, FtsProcess, FtsTls, MotoServer, _stop, free_port, wait_for
 from .test_fts_transfers import adler32, get, put
 
 TAPE_HOST = "127.0.0.46"
@@ -23,47 +24,52 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("testbed.tape") is None
 class TapeEndpoint:
     """`python -m testbed.tape` on its own loopback address."""
 
-    def __init__(self, root: Path, migrate_after: float, evict_after: float, stage_latency: float):
+    def __init__(self, root: Path, migrate_after: float, evict_after: float, stage_latency: float, tls: FtsTls,
+                 extra: tuple[str, ...] = ()):
         self.port = free_port(TAPE_HOST)
+        self.tls = tls
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         with open(root / "tape.log", "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "testbed.tape", "--host", TAPE_HOST, "--port", str(self.port), "--root",
                  str(root), "--migrate-after", str(migrate_after), "--evict-after", str(evict_after),
-                 "--stage-latency", str(stage_latency), "--server", "werkzeug"],
+                 "--stage-latency", str(stage_latency), "--server", "werkzeug", "--tls-dir", str(tls.dir), *extra],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         wait_for(self._up, 30, what="tape endpoint")
 
     def _up(self) -> bool:
         try:
-            return requests.get(self.base + "/.well-known/wlcg-tape-rest-api", timeout=1).status_code == 200
+            return self.request("GET", "/.well-known/wlcg-tape-rest-api", timeout=1).status_code == 200
         except requests.RequestException:
             return False
 
     @property
     def base(self) -> str:
-        """http://host:port."""
-        return f"http://{TAPE_HOST}:{self.port}"
+        """https://host:port."""
+        return f"https://{TAPE_HOST}:{self.port}"
 
     def url(self, path: str) -> str:
-        """A dav:// URL of a path on the endpoint."""
-        return f"dav://{TAPE_HOST}:{self.port}{path}"
+        """A davs:// URL of a path on the endpoint."""
+        return f"davs://{TAPE_HOST}:{self.port}{path}"
+
+    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        """A request to the endpoint as the test user (client certificate)."""
+        kw.setdefault("timeout", 10)
+        return requests.request(method, self.base + path, verify=self.tls.ca, cert=self.tls.certs[USER], **kw)
 
     def locality(self, path: str) -> str:
         """archiveinfo locality of a path."""
-        doc = requests.get(self.base + "/.well-known/wlcg-tape-rest-api", timeout=5).json()
-        uri = doc["endpoints"][0]["uri"]
-        (entry,) = requests.post(uri + "/archiveinfo", json={"paths": [path]}, timeout=5).json()
+        (entry,) = self.request("POST", "/api/v1/archiveinfo", json={"paths": [path]}).json()
         return entry.get("locality") or entry.get("error", "")
 
 
 @pytest.fixture
-def tape_factory(tmp_path: Path) -> Iterator[Callable[..., TapeEndpoint]]:
+def tape_factory(tmp_path: Path, fts_tls: FtsTls) -> Iterator[Callable[..., TapeEndpoint]]:
     started: list[TapeEndpoint] = []
 
     def make(migrate_after: float = 0.5, evict_after: float = 0.5, stage_latency: float = 0.5) -> TapeEndpoint:
-        ep = TapeEndpoint(tmp_path / f"tape{len(started)}", migrate_after, evict_after, stage_latency)
+        ep = TapeEndpoint(tmp_path / f"tape{len(started)}", migrate_after, evict_after, stage_latency, fts_tls)
         started.append(ep)
         return ep
 
@@ -111,7 +117,7 @@ def test_bring_online_stages_then_copies(fts: FtsProcess, tape_factory: Callable
     _, dst_bucket = buckets
     data = b"\x1f\x8b" + bytes(range(256)) * 1000
     path = "/cygno/cygno-data/LNGS/run00002.mid.gz"
-    assert requests.put(tape.base + path, data=data, timeout=10).status_code in (200, 201, 204)
+    assert tape.request("PUT", path, data=data).status_code in (200, 201, 204)
     wait_for(lambda: tape.locality(path) == "TAPE", 60, 0.2, what="file evicted to tape only")
 
     # reading a tape-only file without staging fails with a clear reason
@@ -141,7 +147,7 @@ def test_staging_a_missing_file_fails(fts: FtsProcess, tape_factory: Callable[..
 def test_staging_only_job_finishes_without_copy(fts: FtsProcess, tape_factory: Callable[..., TapeEndpoint]) -> None:
     tape = tape_factory(migrate_after=0.3, evict_after=0.3, stage_latency=0.5)
     path = "/cygno/stage-only"
-    requests.put(tape.base + path, data=b"abc", timeout=10)
+    tape.request("PUT", path, data=b"abc")
     wait_for(lambda: tape.locality(path) == "TAPE", 60, 0.2, what="file evicted to tape only")
     job = fts.wait_job(fts.submit([{"sources": [tape.url(path)], "destinations": [tape.url(path)]}],
                                   bring_online=60, copy_pin_lifetime=60))
@@ -172,10 +178,10 @@ def test_existing_file_on_tape_is_reported_not_overwritten(fts: FtsProcess,
 def test_overwrite_when_only_on_disk(fts: FtsProcess, tape_factory: Callable[..., TapeEndpoint],
                                      tmp_path: Path) -> None:
     tape = tape_factory(migrate_after=3600, evict_after=3600)
-    requests.put(tape.base + "/cygno/ondisk", data=b"stale", timeout=10)
+    tape.request("PUT", "/cygno/ondisk", data=b"stale")
     src = tmp_path / "src"
     src.write_bytes(b"fresh")
     job = fts.wait_job(fts.submit([{"sources": [f"file://{src}"], "destinations": [tape.url("/cygno/ondisk")]}],
                                   overwrite=False, overwrite_when_only_on_disk=True, archive_timeout=1))
     assert job["files"][0]["reason"].startswith("ARCHIVING")  # copied, then never reached tape in time
-    assert requests.get(tape.base + "/cygno/ondisk", timeout=10).content == b"fresh"
+    assert tape.request("GET", "/cygno/ondisk").content == b"fresh"

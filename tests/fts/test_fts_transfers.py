@@ -12,7 +12,6 @@ from typing import Any
 import botocore.exceptions
 import fts3.rest.client.easy as fts3
 import pytest
-import requests
 
 from .conftest import DOWN_HOST, DOWN_KEYS, TERMINAL, FtsProcess, MotoServer, free_port, wait_for
 
@@ -41,10 +40,10 @@ def only_file(job: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def context(fts: FtsProcess, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """An fts3 client Context on plain http without any certificate."""
+    """An fts3 client Context over https with the test user's certificate."""
     monkeypatch.delenv("X509_USER_PROXY", raising=False)
     monkeypatch.delenv("X509_USER_CERT", raising=False)
-    return fts3.Context(fts.url, verify=False)
+    return fts3.Context(fts.url, ucert=fts.cert, ukey=fts.cert, verify=False)
 
 
 def client_wait(context: Any, job_id: str) -> dict[str, Any]:
@@ -193,7 +192,7 @@ def test_retry_with_backoff_succeeds_after_destination_comes_up(
         down.client().create_bucket(Bucket="dst")
         job = fts.wait_job(job_id, timeout=120)
         assert job["job_state"] == "FINISHED" and get(down, "dst", "r") == data
-        retries = requests.get(f"{fts.url}/jobs/{job_id}/files/{fid}/retries", timeout=5).json()
+        retries = fts.request("GET", f"/jobs/{job_id}/files/{fid}/retries").json()
         assert retries and all(r["reason"].startswith("DESTINATION") for r in retries)
     finally:
         down.stop()
@@ -250,8 +249,8 @@ def test_partial_failure_is_finisheddirty(fts: FtsProcess, tmp_path: Path) -> No
 
 
 def test_health_and_metrics(fts: FtsProcess) -> None:
-    assert requests.get(fts.url + "/", timeout=5).json()["api"]["major"] == 3
-    assert "fts_jobs_submitted" in requests.get(fts.url + "/metrics", timeout=5).text
+    assert fts.request("GET", "/").json()["api"]["major"] == 3
+    assert "fts_jobs_submitted" in fts.request("GET", "/metrics").text
 
 
 @pytest.mark.parametrize("max_active", [1])

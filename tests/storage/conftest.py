@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from testbed.private import write_private
 from testbed.storage import s3_ready, webdav_ready
 from testbed.storage.gfal import S3Site
+from testbed.storage.tls import ensure_client_cert
 from testbed.storage.webdav import WebdavEndpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +68,7 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 HOST_A, HOST_B, HOST_DAV = "127.0.0.51", "127.0.0.52", "127.0.0.53"
+WEBDAV_WRITER = "webdav-test-writer"
 BUCKETS = ("cygno-data", "cygno-sim")
 
 
@@ -73,8 +76,9 @@ def start_s3(
     site: S3Site, state_dir: Path | None, log_path: Path, extra: list[str] | None = None, scheme: str = "http"
 ) -> Server:
     """Run one S3 site in a subprocess until it answers its health check."""
+    secret = write_private(log_path.parent / "secrets" / f"{site.host}.key", site.secret_key)
     args = [*(extra or []), "--host", site.host, "--port", str(site.port), "--access-key", site.access_key,
-            "--secret-key", site.secret_key]
+            "--secret-key-file", str(secret)]
     for bucket in BUCKETS:
         args += ["--bucket", bucket]
     if state_dir:
@@ -107,12 +111,17 @@ def webdav(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebdavEndpoint]
     # xrootd runs as user 'xrootd' when the tests run as root: pytest's 0700 tmp dirs are out of its reach
     base = Path(tempfile.mkdtemp(prefix="cygno-dav-"))
     base.chmod(0o755)
-    port = free_port()  # XRootD listens on every address
-    url = f"http://{HOST_DAV}:{port}"
+    port = free_port()  # XRootD listens on every address (and accepts loopback peers only)
+    url = f"https://{HOST_DAV}:{port}"
     root = base / "root"
+    writer = ensure_client_cert(base / "tls", WEBDAV_WRITER)
     argv = python_module("testbed.storage.webdav", "--host", HOST_DAV, "--port", str(port),
-                         "--root", str(root), "--state-dir", str(base / "state"), "--tls-dir", str(base / "tls"))
+                         "--root", str(root), "--state-dir", str(base / "state"), "--tls-dir", str(base / "tls"),
+                         "--writer-dn", f"/O=cygno-dm testbed/CN={WEBDAV_WRITER}")
     log_path = tmp_path_factory.mktemp("dav-log") / "xrootd.log"
+    saved = {k: os.environ.get(k) for k in ("X509_USER_PROXY", "X509_CERT_DIR")}
+    # gfal2 (and XRootD's third-party pulls from itself) present the writer's certificate and trust the CA
+    os.environ.update(X509_USER_PROXY=str(writer), X509_CERT_DIR=str(base / "tls" / "ca"))
     try:
         server = Server(argv, log_path, lambda: webdav_ready(url + "/"))
         try:
@@ -120,6 +129,11 @@ def webdav(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebdavEndpoint]
         finally:
             server.stop()
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         shutil.rmtree(base, ignore_errors=True)
 
 

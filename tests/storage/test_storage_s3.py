@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
+import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -79,6 +82,15 @@ def test_moto_admin_api_is_closed(s3_sites: tuple[S3Site, S3Site]) -> None:
     client(site_a).put_object(Bucket=BUCKET, Key="LNGS/keep.txt", Body=b"keep")
     assert requests.post(f"{site_a.endpoint}/moto-api/reset", timeout=10).status_code == 404
     assert requests.post(f"{site_a.endpoint}/moto-api/reset-auth", data=b"100", timeout=10).status_code == 404
+    # encoded and padded spellings of the same path, sent verbatim (no client-side normalisation)
+    parts = urlsplit(site_a.endpoint)
+    for path in ("/%6doto-api/reset", "/%6D%6F%74%6F-api/reset", "//moto-api/reset", "/./moto-api/reset",
+                 "/x/../moto-api/reset", "/%256doto-api/reset", "/moto-api%2freset"):
+        conn = (http.client.HTTPSConnection(parts.hostname, parts.port, context=ssl._create_unverified_context())
+                if parts.scheme == "https" else http.client.HTTPConnection(parts.hostname, parts.port))
+        conn.request("POST", path)
+        assert conn.getresponse().status == 404, path
+        conn.close()
     assert "LNGS/keep.txt" in keys(site_a)
 
 

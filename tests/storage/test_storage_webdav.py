@@ -16,6 +16,7 @@ from rucio.common.checksum import adler32
 
 from testbed.storage import gfal, webdav_ready
 from testbed.storage.gfal import S3Site
+from testbed.storage.tls import ensure_client_cert
 from testbed.storage.webdav import WebdavConfig, WebdavEndpoint, render_config
 
 gfal2 = pytest.importorskip("gfal2")
@@ -40,8 +41,8 @@ def tpc_only_context(sites: tuple[S3Site, ...] = (), mode: str = "3rd pull") -> 
 
 
 def raw_put(url: str, path: str, data: bytes) -> int:
-    """PUT with the path sent exactly as given (no client-side normalisation of '..')."""
-    host, port = url.removeprefix("http://").split(":")
+    """PUT over plain http with the path sent exactly as given (no client-side normalisation of '..')."""
+    host, port = url.split("://", 1)[1].split(":")
     request = (f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(data)}\r\n"
                "Connection: close\r\n\r\n").encode() + data
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -65,7 +66,7 @@ def test_upload_download_with_adler32(webdav: WebdavEndpoint, tmp_path: Path) ->
     src = tmp_path / "run00077.mid.gz"
     src.write_bytes(os.urandom(2 * 1024 * 1024 + 3))
     ctx = gfal.context()
-    for scheme_url in (f"{url}/cygno-data/LNGS/run00077.mid.gz", f"dav://{url[7:]}/cygno-data/LNGS/dav.mid.gz"):
+    for scheme_url in (f"{url}/cygno-data/LNGS/run00077.mid.gz", f"davs://{url[8:]}/cygno-data/LNGS/dav.mid.gz"):
         copy(ctx, src.as_uri(), scheme_url)
         back = tmp_path / "back.gz"
         copy(ctx, scheme_url, back.as_uri())
@@ -76,14 +77,17 @@ def test_upload_download_with_adler32(webdav: WebdavEndpoint, tmp_path: Path) ->
 
 
 def test_rfc3230_digests(webdav: WebdavEndpoint, tmp_path: Path) -> None:
-    url, _, _ = webdav
+    url, _, tls = webdav
     data = os.urandom(100_000)
-    assert requests.put(f"{url}/cygno-data/LNGS/digest.bin", data=data, timeout=10).status_code in (200, 201)
+    ca = str(tls / "ca" / "ca.pem")
+    assert requests.put(f"{url}/cygno-data/LNGS/digest.bin", data=data, timeout=10, verify=ca,
+                        cert=os.environ["X509_USER_PROXY"]).status_code in (200, 201)
     src = tmp_path / "d.bin"
     src.write_bytes(data)
-    adler = requests.head(f"{url}/cygno-data/LNGS/digest.bin", headers={"Want-Digest": "adler32"}, timeout=10)
+    adler = requests.head(f"{url}/cygno-data/LNGS/digest.bin", headers={"Want-Digest": "adler32"}, timeout=10,
+                          verify=ca)
     assert adler.headers["Digest"] == f"adler32={adler32(src)}"
-    md5 = requests.head(f"{url}/cygno-data/LNGS/digest.bin", headers={"Want-Digest": "md5"}, timeout=10)
+    md5 = requests.head(f"{url}/cygno-data/LNGS/digest.bin", headers={"Want-Digest": "md5"}, timeout=10, verify=ca)
     assert md5.headers["Digest"] == "md5=" + base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
@@ -122,7 +126,10 @@ def test_third_party_pull_webdav_to_webdav(webdav: WebdavEndpoint, tmp_path: Pat
     src = tmp_path / "tpc.bin"
     src.write_bytes(os.urandom(500_000))
     copy(gfal.context(), src.as_uri(), f"{url}/cygno-data/LNF/src.bin")
-    copy(tpc_only_context(), f"{url}/cygno-data/LNF/src.bin", f"{url}/cygno-data/LNF/tpc.bin")
+    # an https source would make gfal2 ask for a delegated proxy (Credential: gridsite), which XrdHttpTPC refuses;
+    # the pull reads the source over plain http on the same port (reads are open to anyone)
+    plain = url.replace("https://", "http://")
+    copy(tpc_only_context(), f"{plain}/cygno-data/LNF/src.bin", f"{url}/cygno-data/LNF/tpc.bin")
     assert (root / "cygno-data/LNF/tpc.bin").read_bytes() == src.read_bytes()
 
 
@@ -186,7 +193,39 @@ def test_https_s3_to_davs_third_party_pull(
     src.write_bytes(os.urandom(400_000))
     s3s = f"s3s://{site.host}:{site.port}/cygno-data/LNGS/run00123.mid.gz"
     copy(gfal.context([site]), src.as_uri(), s3s, checksum=None)
-    davs = webdav.url.replace("http://", "davs://") + "/cygno-data/LNGS/run00123.mid.gz"
+    davs = webdav.url.replace("https://", "davs://") + "/cygno-data/LNGS/run00123.mid.gz"
     copy(tpc_only_context((site,)), s3s, davs)
     assert (webdav.root / "cygno-data/LNGS/run00123.mid.gz").read_bytes() == src.read_bytes()
     assert gfal.context().checksum(davs, "ADLER32") == adler32(src)
+
+
+def _status(method: str, url: str, tls: Path, cert: str | None = None, **kw: Any) -> int:
+    return requests.request(method, url, verify=str(tls / "ca" / "ca.pem"), cert=cert, timeout=10, **kw).status_code
+
+
+def test_anonymous_and_unlisted_clients_cannot_write_delete_or_pull(webdav: WebdavEndpoint, tmp_path: Path) -> None:
+    url, root, tls = webdav
+    target = f"{url}/cygno-data/LNGS/guarded.bin"
+    reader = str(ensure_client_cert(tls, "webdav-test-reader"))  # same CA, not a writer
+    for cert in (None, reader):
+        assert _status("PUT", target, tls, cert, data=b"x") == 403
+        assert _status("MKCOL", f"{url}/cygno-data/anon-dir", tls, cert) == 403
+        assert _status("COPY", target, tls, cert, headers={"Source": "http://127.0.0.1:9/"}) in (401, 403)
+    assert not (root / "cygno-data/LNGS/guarded.bin").exists()
+    assert _status("PUT", target, tls, os.environ["X509_USER_PROXY"], data=b"kept") in (200, 201)
+    for cert in (None, reader):
+        assert _status("DELETE", target, tls, cert) == 403
+    assert (root / "cygno-data/LNGS/guarded.bin").read_bytes() == b"kept"
+    assert _status("GET", target, tls) == 200 and _status("PROPFIND", url + "/", tls, headers={"Depth": "0"}) == 207
+    assert _status("DELETE", target, tls, os.environ["X509_USER_PROXY"]) in (200, 204)
+
+
+def test_peers_that_are_not_on_loopback_are_refused(webdav: WebdavEndpoint) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the address of the default route
+        lan = probe.getsockname()[0]
+    if lan.startswith("127."):
+        pytest.skip("this machine has no non-loopback address")
+    port = int(webdav.url.rsplit(":", 1)[1])
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"https://{lan}:{port}/", verify=False, timeout=10)

@@ -2,19 +2,86 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+TLS: dict[str, str] = {}  # the tests' CA dir, CA file and client certificate (set by the session fixture)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tape_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A testbed CA for the endpoints (https) and a client certificate the tests (requests, gfal2) present."""
+    from testbed.storage.tls import ensure_client_cert, ensure_host_cert
+
+    tls_dir = tmp_path_factory.mktemp("tape-tls")
+    _, _, ca_dir = ensure_host_cert(tls_dir, "127.0.0.1")
+    TLS.update(dir=str(tls_dir), ca=str(ca_dir / "ca.pem"), cert=str(ensure_client_cert(tls_dir, "tape-test-client")))
+    saved = {k: os.environ.get(k) for k in ("X509_USER_PROXY", "X509_CERT_DIR")}
+    os.environ.update(X509_USER_PROXY=TLS["cert"], X509_CERT_DIR=str(ca_dir))  # gfal2 and its CLIs
+    yield TLS
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+class _Web:
+    """requests as the authenticated test client over https (anonymous=True: without a certificate)."""
+
+    def request(self, method: str, url: str, anonymous: bool = False, **kw: Any) -> requests.Response:
+        return requests.request(method, url, verify=TLS["ca"], cert=None if anonymous else TLS["cert"], **kw)
+
+    def get(self, url: str, **kw: Any) -> requests.Response:
+        return self.request("GET", url, **kw)
+
+    def head(self, url: str, **kw: Any) -> requests.Response:
+        return self.request("HEAD", url, **kw)
+
+    def put(self, url: str, **kw: Any) -> requests.Response:
+        return self.request("PUT", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> requests.Response:
+        return self.request("POST", url, **kw)
+
+    def delete(self, url: str, **kw: Any) -> requests.Response:
+        return self.request("DELETE", url, **kw)
+
+
+web = _Web()
+
+
+def with_certificate(app: Any) -> Any:
+    """WSGI wrapper: every request carries the test client's certificate, as the TLS server hands it on."""
+    text = Path(TLS["cert"]).read_text()
+    pem = text[:text.index("-----END CERTIFICATE-----")] + "-----END CERTIFICATE-----\n"
+
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.update({"SSL_CLIENT_CERT": pem, "wsgi.url_scheme": "https"})
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def https_connection(port: int, anonymous: bool = False) -> http.client.HTTPSConnection:
+    """A raw https connection to 127.0.0.1:port (no client-side path normalisation)."""
+    context = ssl.create_default_context(cafile=TLS["ca"])
+    if not anonymous:
+        context.load_cert_chain(TLS["cert"])
+    return http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
 
 
 def wait_until(predicate: Callable[[], object], limit: float = 30.0, every: float = 0.02) -> object:
@@ -42,10 +109,10 @@ class TapeServer:
 
     @property
     def base(self) -> str:
-        """http://127.0.0.1:PORT"""
-        return f"http://127.0.0.1:{self.port}"
+        """https://127.0.0.1:PORT"""
+        return f"https://127.0.0.1:{self.port}"
 
-    def url(self, path: str, scheme: str = "http") -> str:
+    def url(self, path: str, scheme: str = "https") -> str:
         """Data URL of a namespace path."""
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
@@ -54,7 +121,7 @@ class TapeServer:
         port_file = self.root.parent / f"{self.root.name}.port"
         port_file.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "testbed.tape", "--host", "127.0.0.1", "--port", "0", "--root", str(self.root),
-               "--port-file", str(port_file), *self.args, *extra]
+               "--port-file", str(port_file), "--tls-dir", TLS["dir"], *self.args, *extra]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
@@ -67,7 +134,7 @@ class TapeServer:
 
     def _healthy(self) -> bool:
         try:
-            return requests.get(self.base + "/.well-known/wlcg-tape-rest-api", timeout=5).status_code == 200
+            return web.get(self.base + "/.well-known/wlcg-tape-rest-api", timeout=5).status_code == 200
         except requests.ConnectionError:
             return False
 
@@ -140,6 +207,6 @@ def disk_snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 def archiveinfo(server: TapeServer, path: str) -> dict:
     """Return the archiveinfo entry of one path."""
-    r = requests.post(server.base + "/api/v1/archiveinfo", json={"paths": [path]}, timeout=10)
+    r = web.post(server.base + "/api/v1/archiveinfo", json={"paths": [path]}, timeout=10)
     r.raise_for_status()
     return r.json()[0]

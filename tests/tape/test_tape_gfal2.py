@@ -12,9 +12,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-import requests
 
-from .conftest import TapeServer, archiveinfo, wait_until
+from .conftest import TapeServer, archiveinfo, wait_until, web
 
 gfal2 = pytest.importorskip("gfal2")
 
@@ -124,7 +123,7 @@ def test_gfal2_tape_calls_follow_disk_tape_staged_released(tape_factory, payload
     assert rc in (0, 1) and token
     wait_until(lambda: ctx().bring_online_poll(url, token) == 1)
     assert status(url) == "ONLINE_AND_NEARLINE"
-    doc = requests.get(f"{tape.base}/api/v1/stage/{token}", timeout=10).json()
+    doc = web.get(f"{tape.base}/api/v1/stage/{token}", timeout=10).json()
     assert doc["files"][0]["state"] == "COMPLETED" and doc["files"][0]["onDisk"] is True
     back = tmp_path / "back"
     download(tape, path, back)
@@ -160,7 +159,7 @@ def test_gfal2_abort_bring_online_is_seen_as_cancelled(slow_stage: TapeServer, p
     with pytest.raises(gfal2.GError) as exc:
         ctx().bring_online_poll(url, token)
     assert exc.value.code == errno.ECANCELED
-    assert requests.get(f"{slow_stage.base}/api/v1/stage/{token}", timeout=10).json()["files"][0]["state"] \
+    assert web.get(f"{slow_stage.base}/api/v1/stage/{token}", timeout=10).json()["files"][0]["state"] \
         == "CANCELLED"
     assert status(url) == "NEARLINE"
 
@@ -197,7 +196,7 @@ def test_gfal2_copy_both_ways_with_checksums(disk: TapeServer, payload, tmp_path
 def test_gfal2_namespace_operations_rucio_uses(disk: TapeServer, payload) -> None:
     local, _ = payload
     c = ctx()
-    base = disk.url("/cygno/cygno-analysis/RECO/c1", scheme="dav")
+    base = disk.url("/cygno/cygno-analysis/RECO/c1", scheme="davs")
     c.mkdir_rec(base, 0o775)
     c.mkdir_rec(base, 0o775)  # exists already: fine
     upload(disk, local, "/cygno/cygno-analysis/RECO/c1/f.h5.rucio.upload")
@@ -226,7 +225,7 @@ def test_gfal_cli_ls_stat_copy(disk: TapeServer, payload, tmp_path: Path) -> Non
         return done.stdout
 
     run("gfal-copy", "-p", "-K", "ADLER32", local.as_uri(), dest)
-    listing = run("gfal-ls", "-l", disk.url(f"{LNGS}/cli/", scheme="dav"))
+    listing = run("gfal-ls", "-l", disk.url(f"{LNGS}/cli/", scheme="davs"))
     assert "run100010.mid.gz" in listing and str(len(data)) in listing
     assert str(len(data)) in run("gfal-stat", dest)
     run("gfal-copy", "-f", "-K", "MD5", dest, (tmp_path / "cli-back").as_uri())

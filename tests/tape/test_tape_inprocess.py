@@ -13,7 +13,7 @@ from werkzeug.test import Client
 from testbed.tape import TapeConfig, create_app
 from testbed.tape.app import TapeApp
 
-from .conftest import disk_snapshot
+from .conftest import disk_snapshot, with_certificate
 
 F = "/cygno/cygno-data/LNGS/run114497.mid.gz"
 DATA = bytes(range(256)) * 1000
@@ -22,7 +22,7 @@ DATA = bytes(range(256)) * 1000
 def make(tmp_path: Path, **kw: float) -> tuple[TapeApp, Client]:
     settings = {"migrate_after": 0.0, "evict_after": 0.0, "stage_latency": 0.0, **kw}
     app = create_app(TapeConfig(root=tmp_path / "root", **settings), start_worker=False)
-    return app, Client(app)
+    return app, Client(with_certificate(app))
 
 
 def locality(client: Client, path: str = F) -> str:
@@ -62,7 +62,7 @@ def test_discovery_announces_v1_endpoint(tmp_path: Path) -> None:
     for url in ("/.well-known/wlcg-tape-rest-api", "/.well-known/wlcg-tape-rest-api/"):
         doc = c.get(url).get_json()
         assert doc["sitename"]
-        assert doc["endpoints"] == [{"uri": "http://localhost/api/v1", "version": "v1", "metadata": {}}]
+        assert doc["endpoints"] == [{"uri": "https://localhost/api/v1", "version": "v1", "metadata": {}}]
 
 
 def test_full_tape_lifecycle_with_pins(tmp_path: Path) -> None:

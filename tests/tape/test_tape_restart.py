@@ -6,9 +6,7 @@ import hashlib
 import os
 import signal
 
-import requests
-
-from .conftest import archiveinfo, wait_until
+from .conftest import archiveinfo, wait_until, web
 
 PATH = "/cygno/cygno-data/LNGS/run114498.mid.gz"
 
@@ -18,8 +16,8 @@ def test_sigkill_mid_migration_then_restart_finishes_it(tape_factory) -> None:
     # a slow "tape drive" (1 MB/s) so that the migration is surely in progress when we kill
     server = tape_factory("--migrate-after", "0", "--evict-after", "3600", "--stage-latency", "0.2",
                           "--tape-rate", "1000000", "--workers", "2", name="crash")
-    assert requests.put(server.url(PATH), data=data, timeout=60).status_code == 201
-    pinned = requests.post(server.base + "/api/v1/stage", json={"files": [{"path": PATH}]}, timeout=10)
+    assert web.put(server.url(PATH), data=data, timeout=60).status_code == 201
+    pinned = web.post(server.base + "/api/v1/stage", json={"files": [{"path": PATH}]}, timeout=10)
     rid = pinned.json()["requestId"]
 
     migrate_tmp = server.root / "tmp" / "migrate"
@@ -37,10 +35,10 @@ def test_sigkill_mid_migration_then_restart_finishes_it(tape_factory) -> None:
     wait_until(lambda: archiveinfo(server, PATH)["locality"] == "DISK_AND_TAPE")
     assert hashlib.md5(tape_copy.read_bytes()).hexdigest() == hashlib.md5(data).hexdigest()
     assert not list(migrate_tmp.glob("*.part"))
-    got = requests.get(server.url(PATH), timeout=60)
+    got = web.get(server.url(PATH), timeout=60)
     assert got.status_code == 200 and got.content == data
     # stage requests live in SQLite: the one made before the crash is still there
-    doc = requests.get(f"{server.base}/api/v1/stage/{rid}", timeout=10).json()
+    doc = web.get(f"{server.base}/api/v1/stage/{rid}", timeout=10).json()
     assert doc["id"] == rid and doc["files"][0]["state"] == "COMPLETED"
     # of the two gunicorn workers, one ran the lifecycle worker in each life of the endpoint
     assert server.log().count("this process runs the tape lifecycle worker") == 2
@@ -49,17 +47,17 @@ def test_sigkill_mid_migration_then_restart_finishes_it(tape_factory) -> None:
 def test_restart_keeps_namespace_and_tape_state(tape_factory) -> None:
     server = tape_factory("--migrate-after", "0", "--evict-after", "0", "--stage-latency", "3600",
                           "--server", "werkzeug", name="keep")
-    assert requests.put(server.url(PATH), data=b"abc", timeout=10).status_code == 201
+    assert web.put(server.url(PATH), data=b"abc", timeout=10).status_code == 201
     wait_until(lambda: archiveinfo(server, PATH)["locality"] == "TAPE")
-    rid = requests.post(server.base + "/api/v1/stage/", json={"files": [{"path": PATH}]}, timeout=10)
+    rid = web.post(server.base + "/api/v1/stage/", json={"files": [{"path": PATH}]}, timeout=10)
     rid = rid.json()["requestId"]
     server.kill(signal.SIGKILL)
     server.start()
     assert archiveinfo(server, PATH)["locality"] == "TAPE"
-    assert requests.get(server.url(PATH), timeout=10).status_code == 503
-    head = requests.head(server.url(PATH), headers={"Want-Digest": "adler32"}, timeout=10)
+    assert web.get(server.url(PATH), timeout=10).status_code == 503
+    head = web.head(server.url(PATH), headers={"Want-Digest": "adler32"}, timeout=10)
     assert head.headers["Digest"] == "adler32=024d0127"
-    state = requests.get(f"{server.base}/api/v1/stage/{rid}", timeout=10).json()["files"][0]["state"]
+    state = web.get(f"{server.base}/api/v1/stage/{rid}", timeout=10).json()["files"][0]["state"]
     assert state in ("SUBMITTED", "STARTED")
 
 
@@ -70,7 +68,7 @@ def test_another_gunicorn_worker_takes_over_when_the_leader_dies(tape_factory) -
     lock = server.root / "worker.lock"
     wait_until(lambda: lock.exists() and lock.read_text().strip())
     leader = int(lock.read_text())
-    assert requests.put(server.url(PATH), data=data, timeout=60).status_code == 201
+    assert web.put(server.url(PATH), data=data, timeout=60).status_code == 201
     wait_until(lambda: any(p.stat().st_size > 0 for p in (server.root / "tmp" / "migrate").glob("*.part")))
     os.kill(leader, signal.SIGKILL)  # only the worker running the lifecycle; the master and the other stay
     wait_until(lambda: archiveinfo(server, PATH)["locality"] == "DISK_AND_TAPE", limit=60)

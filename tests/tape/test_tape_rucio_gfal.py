@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TapeServer, archiveinfo, wait_until
+from .conftest import TLS, TapeServer, archiveinfo, wait_until
 
 pytest.importorskip("gfal2")
 
@@ -18,7 +18,7 @@ SCRIPT = r"""
 import json, os, sys
 from rucio.rse.protocols.gfal import Default
 port, workdir = int(sys.argv[1]), sys.argv[2]
-attr = {"scheme": "http", "hostname": "127.0.0.1", "port": port, "prefix": "/cygno/", "auth_token": None,
+attr = {"scheme": "https", "hostname": "127.0.0.1", "port": port, "prefix": "/cygno/", "auth_token": None,
         "impl": "rucio.rse.protocols.gfal.Default", "extended_attributes": None,
         "domains": {"lan": {"read": 1, "write": 1, "delete": 1},
                     "wan": {"read": 1, "write": 1, "delete": 1}}}
@@ -26,7 +26,7 @@ rse = {"rse": "T1_USERTAPE", "id": "tape", "deterministic": False, "verify_check
        "protocols": [attr], "rse_type": "TAPE", "domain": ["lan", "wan"]}
 p = Default(attr, rse)
 p.connect()
-pfn = f"http://127.0.0.1:{port}/cygno/cygno-data/LNGS/run00042.mid.gz"
+pfn = f"https://127.0.0.1:{port}/cygno/cygno-data/LNGS/run00042.mid.gz"
 p.put("run00042.mid.gz", pfn + ".rucio.upload", workdir)
 p.rename(pfn + ".rucio.upload", pfn)
 out = {"exists": p.exists(pfn), "stat": p.stat(pfn)}
@@ -38,11 +38,11 @@ DELETE = r"""
 import json, sys
 from rucio.rse.protocols.gfal import Default
 port = int(sys.argv[1])
-attr = {"scheme": "http", "hostname": "127.0.0.1", "port": port, "prefix": "/cygno/", "auth_token": None,
+attr = {"scheme": "https", "hostname": "127.0.0.1", "port": port, "prefix": "/cygno/", "auth_token": None,
         "impl": "rucio.rse.protocols.gfal.Default", "extended_attributes": None, "domains": {}}
 p = Default(attr, {"rse": "T1_USERTAPE", "id": "tape", "deterministic": False, "protocols": [attr]})
 p.connect()
-pfn = f"http://127.0.0.1:{port}/cygno/cygno-data/LNGS/run00042.mid.gz"
+pfn = f"https://127.0.0.1:{port}/cygno/cygno-data/LNGS/run00042.mid.gz"
 try:
     p.get(pfn, sys.argv[2])
     got = "read"
@@ -59,7 +59,8 @@ def run_rucio(script: str, tmp_path: Path, *args: str) -> dict:
                    "auth_host = http://127.0.0.1:9\naccount = root\nauth_type = userpass\n"
                    "[policy]\npermission = generic\nschema = generic\n")
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120,
-                          env={"RUCIO_CONFIG": str(cfg), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+                          env={"RUCIO_CONFIG": str(cfg), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                               "X509_USER_PROXY": TLS["cert"], "X509_CERT_DIR": str(Path(TLS["ca"]).parent)})
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

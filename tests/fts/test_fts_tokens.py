@@ -1,0 +1,184 @@
+"""WLCG bearer tokens from the testbed identity provider (a real process) at the transfer service and the tape
+endpoint: issued tokens pass; expired, wrong-audience, wrong-scope and forged tokens are refused, one line why."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from testbed.private import write_private
+from testbed.tokens import has_storage_scope
+
+from .conftest import FTS_HOST, REPO, TAPE_HOST, FtsProcess, FtsTls, _stop, free_port, wait_for
+from .test_fts_tape import TapeEndpoint
+
+IDP_HOST = "127.0.0.44"
+ALL = ["fts", "storage.create:/cygno", "storage.modify:/cygno", "storage.stage:/cygno", "storage.read:/cygno"]
+CLIENTS = {  # id: (scopes, audiences, lifetime)
+    "rucio": (ALL, [FTS_HOST, TAPE_HOST], None),
+    "short": (ALL, [FTS_HOST, TAPE_HOST], 1),
+    "reader": (["storage.read:/cygno"], [FTS_HOST, TAPE_HOST], None),
+    "elsewhere": (ALL, ["storage.example.org"], None),
+}
+
+
+class Idp:
+    """`python -m testbed.idp` over https with the tests' CA."""
+
+    def __init__(self, workdir: Path, tls: FtsTls):
+        self.tls, self.port = tls, free_port(IDP_HOST)
+        config = {"lifetime": 600, "clients": [
+            {"client_id": cid, "client_secret": f"{cid}-secret", "scopes": scopes, "audiences": auds,
+             "groups": ["/cygno"], **({"lifetime": life} if life else {})}
+            for cid, (scopes, auds, life) in CLIENTS.items()]}
+        write_private(workdir / "idp.json", json.dumps(config))
+        with open(workdir / "idp.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "testbed.idp", "--host", IDP_HOST, "--port", str(self.port), "--config",
+                 str(workdir / "idp.json"), "--key", str(workdir / "keys.json"), "--tls-dir", str(tls.dir)],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._up, 30, what="identity provider")
+
+    @property
+    def url(self) -> str:
+        return f"https://{IDP_HOST}:{self.port}"
+
+    def _up(self) -> bool:
+        try:
+            return requests.get(self.url + "/health", verify=self.tls.ca, timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def token(self, client: str, scope: str, audience: str) -> str:
+        """An access token by the client-credentials grant (secret in the Authorization header)."""
+        r = requests.post(self.url + "/token", data={"grant_type": "client_credentials", "scope": scope,
+                                                     "audience": audience},
+                          auth=(client, f"{client}-secret"), verify=self.tls.ca, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    def forged(self, scope: str, audience: str) -> str:
+        """A token with the claims of a real one, signed by another key under the issuer's key id."""
+        real = self.token("rucio", scope, audience)
+        header, claims = (json.loads(base64.urlsafe_b64decode(p + "==")) for p in real.split(".")[:2])
+        return jwt.encode(header, claims, RSAKey.generate_key(2048))
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory: pytest.TempPathFactory, fts_tls: FtsTls) -> Iterator[Idp]:
+    provider = Idp(tmp_path_factory.mktemp("idp"), fts_tls)
+    yield provider
+    _stop(provider.proc)
+
+
+def test_discovery_jwks_and_wlcg_claims(idp: Idp) -> None:
+    doc = requests.get(idp.url + "/.well-known/openid-configuration", verify=idp.tls.ca, timeout=5).json()
+    assert doc["issuer"] == idp.url and doc["grant_types_supported"] == ["client_credentials"]
+    keys = requests.get(doc["jwks_uri"], verify=idp.tls.ca, timeout=5).json()["keys"]
+    assert keys and all("d" not in k for k in keys)  # public halves only
+    claims = json.loads(base64.urlsafe_b64decode(idp.token("rucio", "fts", FTS_HOST).split(".")[1] + "=="))
+    assert claims["wlcg.ver"] == "1.0" and claims["aud"] == FTS_HOST and claims["scope"] == "fts"
+    assert claims["sub"] == "rucio" and claims["wlcg.groups"] == ["/cygno"] and claims["iss"] == idp.url
+    refused = requests.post(idp.url + "/token", data={"grant_type": "client_credentials", "audience": "evil"},
+                            auth=("rucio", "rucio-secret"), verify=idp.tls.ca, timeout=10)
+    assert refused.status_code == 400 and "audience 'evil'" in refused.json()["error_description"]
+    wrong_secret = requests.post(idp.url + "/token", data={"grant_type": "client_credentials"},
+                                 auth=("rucio", "guess"), verify=idp.tls.ca, timeout=10)
+    assert wrong_secret.status_code == 401
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_transfer_service_tokens(idp: Idp, fts_factory: Callable[..., FtsProcess]) -> None:
+    fts = fts_factory("--token-issuer", idp.url, "--token-ca", idp.tls.ca, "--max-active", "0")
+    good = idp.token("rucio", "fts", FTS_HOST)
+    who = fts.request("GET", "/whoami", as_=None, headers=_bearer(good)).json()
+    assert who["user_dn"] == "rucio" and who["method"] == "token"
+    (fts.workdir / "in").write_bytes(b"x")
+    body = {"files": [{"sources": [f"file://{fts.workdir}/in"], "destinations": [f"file://{fts.workdir}/out"]}]}
+    job_id = fts.request("POST", "/jobs", as_=None, headers=_bearer(good), json=body).json()["job_id"]
+    assert fts.request("GET", f"/jobs/{job_id}", as_=None, headers=_bearer(good)).json()["user_dn"] == "rucio"
+    assert fts.request("GET", f"/jobs/{job_id}").status_code == 403  # a certificate user is another owner
+
+    short = idp.token("short", "fts", FTS_HOST)
+    time.sleep(2.1)
+    refusals = {
+        "expired": short,
+        "aud": idp.token("elsewhere", "fts", "storage.example.org"),
+        "scope 'fts' is missing": idp.token("reader", "storage.read:/cygno", FTS_HOST),
+        "signature does not verify": idp.forged("fts", FTS_HOST),
+        "malformed": "not.a.token",
+    }
+    for reason, token in refusals.items():
+        r = fts.request("GET", "/jobs", as_=None, headers=_bearer(token))
+        assert r.status_code == 401 and reason in r.json()["message"], (reason, r.text)
+        assert token not in r.text and "\n" not in r.json()["message"]
+    assert token_free(fts.log.read_text(), [good, short])
+
+
+def token_free(log: str, tokens: list[str]) -> bool:
+    """No token (nor its signature) is in a log."""
+    return not any(t in log or t.rsplit(".", 1)[-1] in log for t in tokens)
+
+
+def test_tape_endpoint_tokens(idp: Idp, fts_tls: FtsTls, tmp_path: Path) -> None:
+    tape = TapeEndpoint(tmp_path / "tape", 3600, 3600, 0.5, fts_tls,
+                        ("--token-issuer", idp.url, "--token-ca", idp.tls.ca))
+    try:
+        def call(method: str, path: str, token: str, **kw: Any) -> requests.Response:
+            return requests.request(method, tape.base + path, headers=_bearer(token), verify=fts_tls.ca, timeout=10,
+                                    **kw)
+
+        writer = idp.token("rucio", "storage.create:/cygno storage.modify:/cygno storage.stage:/cygno", TAPE_HOST)
+        assert call("PUT", "/cygno/data/ok.bin", writer, data=b"ok").status_code == 201
+        stage = call("POST", "/api/v1/stage", writer, json={"files": [{"path": "/cygno/data/ok.bin"}]})
+        assert stage.status_code == 201, stage.text
+
+        short = idp.token("short", "storage.create:/cygno", TAPE_HOST)
+        time.sleep(2.1)
+        for status, reason, method, path, token, kw in (
+            (401, "expired", "PUT", "/cygno/data/a.bin", short, {"data": b"x"}),
+            (401, "aud", "PUT", "/cygno/data/a.bin", idp.token("elsewhere", "storage.create:/cygno",
+                                                               "storage.example.org"), {"data": b"x"}),
+            (403, "no storage.create scope", "PUT", "/cygno/data/a.bin",
+             idp.token("reader", "storage.read:/cygno", TAPE_HOST), {"data": b"x"}),
+            (403, "no storage.create scope covering /other/a.bin", "PUT", "/other/a.bin", writer, {"data": b"x"}),
+            (403, "no storage.modify scope", "DELETE", "/cygno/data/ok.bin",
+             idp.token("rucio", "storage.create:/cygno", TAPE_HOST), {}),
+            (403, "no storage.stage scope", "POST", "/api/v1/stage",
+             idp.token("rucio", "storage.create:/cygno", TAPE_HOST), {"json": {"files": [{"path": "/cygno/x"}]}}),
+            (401, "signature does not verify", "PUT", "/cygno/data/a.bin",
+             idp.forged("storage.create:/cygno", TAPE_HOST), {"data": b"x"}),
+        ):
+            r = call(method, path, token, **kw)
+            assert r.status_code == status and reason in r.json()["detail"], (reason, r.text)
+        assert tape.request("HEAD", "/cygno/data/a.bin").status_code == 404
+        assert tape.request("HEAD", "/cygno/data/ok.bin").status_code == 200
+        assert token_free((tmp_path / "tape" / "tape.log").read_text(), [writer, short])
+    finally:
+        _stop(tape.proc)
+
+
+def test_wlcg_storage_scopes_are_path_prefixes_under_the_base_path() -> None:
+    scopes = frozenset({"storage.create:/cygno-data", "storage.stage:/", "storage.read:/cygno-sim"})
+    assert has_storage_scope(scopes, "create", "/cygno/cygno-data/LNGS/run1.mid.gz", "/cygno")
+    assert has_storage_scope(scopes, "create", "/cygno-data/x")  # base "/"
+    assert not has_storage_scope(scopes, "create", "/cygno/cygno-datax/y", "/cygno")  # prefix, not string prefix
+    assert not has_storage_scope(scopes, "create", "/other/cygno-data/x", "/cygno")  # outside the base
+    assert not has_storage_scope(scopes, "modify", "/cygno/cygno-data/x", "/cygno")  # create does not give modify
+    assert has_storage_scope(frozenset({"storage.modify:/"}), "create", "/cygno/x", "/cygno")  # modify gives create
+    assert has_storage_scope(scopes, "stage", "/cygno/anything", "/cygno")
+    assert not has_storage_scope(scopes, "create", "/cygno/cygno-sim/x", "/cygno")  # read only there
