@@ -119,6 +119,25 @@ def profile_file(pipeline: Any, ingestor: Any, path: Path) -> list[tuple[str, fl
     return rows
 
 
+def profile_batch(pipeline: Any, ingestor: Any) -> list[tuple[str, float, dict[str, float], dict[str, int]]]:
+    """One pass of the daemon over many files: the upload phase, the batched Rucio phase, the safety phase."""
+    from cygno_dm.ingest.states import State, index
+
+    rows = []
+    ingestor.discover()
+    phases = (("upload phase: SEEN -> UPLOADED, per file, in parallel", lambda: ingestor._map(
+                  [e for e in pipeline.journal.due() if index(e.state) < index(State.UPLOADED)], until=State.UPLOADED)),
+              ("batched phase: UPLOADED -> ATTACHED, bulk Rucio calls", ingestor._batches),
+              ("safety phase: ATTACHED -> (waits for tape)", lambda: ingestor._map(
+                  [e for e in pipeline.journal.due() if index(e.state) >= index(State.ATTACHED)])))
+    for label, phase in phases:
+        T.reset()
+        t0 = time.perf_counter()
+        phase()
+        rows.append((label, time.perf_counter() - t0, dict(T.spent), dict(T.calls)))
+    return rows
+
+
 def report(label: str, size: int, rows: list[tuple[str, float, dict[str, float], dict[str, int]]]) -> None:
     total = sum(r[1] for r in rows)
     print(f"\n{label}: {size / 1e6:.1f} MB, {total:.3f} s through every state ({size / 1e6 / total:.1f} MB/s)")
@@ -137,6 +156,8 @@ def main() -> int:
     ap.add_argument("--rse", default="CNAF_USERDISK")
     ap.add_argument("--big-mb", type=float, default=200)
     ap.add_argument("--small-mb", type=float, default=1)
+    ap.add_argument("--batch", type=int, default=200, help="small files for the one-pass profile")
+    ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--first-run", type=int, default=int(time.time()) % 10**7 * 10 + 7)
     args = ap.parse_args()
     tb = Testbed(args.state)
@@ -164,6 +185,16 @@ def main() -> int:
                 pipeline.catalog.rse_info(args.rse)  # RSE settings are cached once per process: not per file
                 rows = profile_file(pipeline, Ingestor(pipeline), files[0])
             report(label, files[0].stat().st_size, rows)
+        if args.batch:
+            files = make_files(work / "batch", "LNF", args.first_run + 2, args.batch, args.small_mb)
+            cfg = IngestConfig(watch=[WatchDir.parse(str(work / "batch"))], rse=args.rse,
+                               scope=profile.scopes.raw[0], account=DAQ, journal=work / "batch.sqlite", settle=0,
+                               safety_poll=3600, delete_local=False, workers=args.workers)
+            pipeline = Pipeline(profile, cfg, Journal(cfg.journal), Catalog(rucio_client_factory(DAQ), DAQ))
+            with instrumented(pipeline):
+                rows = profile_batch(pipeline, Ingestor(pipeline))
+            report(f"one pass over {args.batch} small files, {args.workers} workers (call times summed over threads)",
+                   sum(f.stat().st_size for f in files), rows)
     return 0
 
 

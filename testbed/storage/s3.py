@@ -45,6 +45,7 @@ def _install_credentials(access_key: str, secret_key: str) -> None:
 def build_app(access_key: str, secret_key: str, buckets: list[str], state_dir: Path | None) -> S3Gate:
     """The WSGI application of one site: moto behind the S3Gate, buckets created, state reloaded."""
     os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
+    import crc32c  # noqa: F401  (without it moto silently computes CRC32 for CRC32C: the site would vouch falsely)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from moto.s3.models import s3_backends
 
