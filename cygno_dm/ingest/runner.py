@@ -116,8 +116,9 @@ class Ingestor:
                     if current is not None and current.state in BATCHED and current.next_try <= now:
                         fresh.append(current)
                 before = {e.path: index(e.state) for e in fresh}
-                for after in self.p.run_batch(fresh):
-                    moved += index(after.state) - before[after.path] if after.state != State.QUARANTINED else 1
+                for after in self.p.run_batch(fresh):  # a rewind (bytes gone: upload again) counts as one step
+                    moved += max(1, index(after.state) - before[after.path]) if index(after.state) != before[
+                        after.path] else 0
             finally:
                 for lock in locks:
                     lock.release()
