@@ -135,22 +135,28 @@ class Ingestor:
         Returns the number of steps taken.
         """
         self.discover()
+        moved = self.upload_phase() + self._batches() + self.safety_phase()
+        self.update_metrics()
+        return moved
+
+    def upload_phase(self) -> int:
+        """SEEN → SCANNED → UPLOADED for every due file, in parallel, after one bulk question to Rucio."""
         uploads = [e for e in self.journal.due() if index(e.state) < index(State.UPLOADED)]
         try:
             self.p.precheck(uploads)
         except TRANSIENT as err:  # each upload asks Rucio itself then
             log.warning("cannot ask Rucio in bulk before uploading: %s", err)
-        moved = self._map(uploads, until=State.UPLOADED)
-        moved += self._batches()
+        return self._map(uploads, until=State.UPLOADED)
+
+    def safety_phase(self) -> int:
+        """ATTACHED → SAFE → DELETED for every due file; those without a tape replica are postponed in bulk."""
         safety = [e for e in self.journal.due() if index(e.state) >= index(State.ATTACHED)]
         attached = [e for e in safety if e.state == State.ATTACHED]
         try:
             safety = [e for e in safety if e.state != State.ATTACHED] + self.p.without_tape_copy(attached)
         except TRANSIENT as err:
             log.warning("cannot list replicas in bulk: %s", err)
-        moved += self._map(safety)
-        self.update_metrics()
-        return moved
+        return self._map(safety)
 
     def run(self, once: bool = False, max_idle: float | None = None) -> None:
         """Reconcile, then pass until stopped; once=True: until no file can progress without outside change.
