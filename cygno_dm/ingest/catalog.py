@@ -170,11 +170,12 @@ class Catalog:
             self.client.get_metadata_bulk(dids, inherit=False, plugin="DID_COLUMN")))
         return {row["name"] for row in rows if row.get("scope", scope) == scope}
 
-    def files_known(self, scope: str, names: list[str]) -> dict[str, dict[str, Any]]:
-        """The files among `names` that have replicas, by name: bytes, adler32, md5 and replica states per RSE."""
+    def files_known(self, scope: str, names: list[str], rse_expression: str | None = None) -> dict[str, dict[str, Any]]:
+        """The files among `names` with replicas (on `rse_expression` if given), by name: bytes, adler32, md5 and
+        replica states per RSE."""
         dids = [{"scope": scope, "name": n} for n in names]
         rows = self._call(f"{len(dids)} DIDs in {scope}", lambda: list(
-            self.client.list_replicas(dids, all_states=True, ignore_availability=True)))
+            self.client.list_replicas(dids, all_states=True, ignore_availability=True, rse_expression=rse_expression)))
         return {row["name"]: row for row in rows if row.get("scope", scope) == scope}
 
     def add_replicas_bulk(self, rse: str, files: list[tuple[str, str, Checksums, str | None]]) -> None:

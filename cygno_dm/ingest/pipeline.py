@@ -360,9 +360,10 @@ class Pipeline:
         Without a tape replica the cleanup rule cannot be met, so the one-file safety check is not worth asking.
         """
         rest = []
+        tapes = "|".join(sorted(n for n, r in self.profile.rses.items() if r.kind == "tape")) or None
         for scope in {e.scope for e in entries}:
             files = [e for e in entries if e.scope == scope]
-            known = self.catalog.files_known(scope, [e.name for e in files])
+            known = self.catalog.files_known(scope, [e.name for e in files], tapes)  # no PFNs of disk copies
             for e in files:
                 states = (known.get(e.name) or {}).get("states", {})
                 if any(str(st) == "AVAILABLE" and self.catalog.is_tape(rse) for rse, st in states.items()):

@@ -144,8 +144,8 @@ class Ingestor:
         uploads = [e for e in self.journal.due() if index(e.state) < index(State.UPLOADED)]
         try:
             self.p.precheck(uploads)
-        except TRANSIENT as err:  # each upload asks Rucio itself then
-            log.warning("cannot ask Rucio in bulk before uploading: %s", err)
+        except Exception as err:  # noqa: BLE001  each upload asks Rucio itself then
+            log.warning("cannot ask Rucio in bulk before uploading: %s: %s", type(err).__name__, err)
         return self._map(uploads, until=State.UPLOADED)
 
     def safety_phase(self) -> int:
@@ -154,8 +154,8 @@ class Ingestor:
         attached = [e for e in safety if e.state == State.ATTACHED]
         try:
             safety = [e for e in safety if e.state != State.ATTACHED] + self.p.without_tape_copy(attached)
-        except TRANSIENT as err:
-            log.warning("cannot list replicas in bulk: %s", err)
+        except Exception as err:  # noqa: BLE001  each file is checked on its own then
+            log.warning("cannot list tape replicas in bulk: %s: %s", type(err).__name__, err)
         return self._map(safety)
 
     def run(self, once: bool = False, max_idle: float | None = None) -> None:
