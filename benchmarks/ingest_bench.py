@@ -113,15 +113,23 @@ def run_rucio_upload(tb: Testbed, files: list[Path], tag: str, rse: str) -> floa
 def case(tb: Testbed, work: Path, label: str, count: int, mb: float, first_run: int, args: argparse.Namespace) -> None:
     """One size class: generate, time the three, print rates and ratios."""
     a = make_files(work / f"{label}-ingest", "LNF", first_run, count, mb)
-    b = make_files(work / f"{label}-rucio", "LNF", first_run + count, count, mb)
+    n_rucio = min(count, args.rucio_count or count)
+    b = make_files(work / f"{label}-rucio", "LNF", first_run + count, n_rucio, mb)
     total_mb = sum(f.stat().st_size for f in a) / 1e6
+    rucio_mb = sum(f.stat().st_size for f in b) / 1e6
     t_ingest = run_ingest(tb, work / f"{label}-ingest", args.rse, args)
     t_ceiling = run_ceiling(tb, a, args.rse, args.workers, args.part_size_mb, args.parallel_parts)
     t_rucio = run_rucio_upload(tb, b, "LNF", args.rse) if not args.no_rucio else float("nan")
-    print(f"{label}: {count} x {mb:g} MB ({total_mb:.0f} MB) on {args.rse}, database {tb.settings.database.split(':')[0]}")
-    for what, t in (("cygno-dm ingest", t_ingest), ("rucio upload loop", t_rucio), ("boto3 ceiling", t_ceiling)):
-        print(f"  {what:<18}: {t:8.1f} s  {total_mb / t:8.1f} MB/s  {count / t:8.2f} files/s")
-    print(f"  ratio ingest/rucio: {t_rucio / t_ingest:.2f}x   ratio ingest/ceiling: {t_ceiling / t_ingest:.2f}x")
+    print(f"{label}: {count} x {mb:g} MB ({total_mb:.0f} MB) on {args.rse}, database "
+          f"{tb.settings.database.split(':')[0]}")
+    rates = {}
+    for what, t, n, mbytes in (("cygno-dm ingest", t_ingest, count, total_mb),
+                               ("rucio upload loop", t_rucio, n_rucio, rucio_mb),
+                               ("boto3 ceiling", t_ceiling, count, total_mb)):
+        rates[what] = (mbytes / t, n / t)
+        print(f"  {what:<18}: {n:5d} files {t:8.1f} s  {mbytes / t:8.1f} MB/s  {n / t:8.2f} files/s")
+    ing, rucio, ceiling = rates["cygno-dm ingest"], rates["rucio upload loop"], rates["boto3 ceiling"]
+    print(f"  ratio ingest/rucio: {ing[0] / rucio[0]:.2f}x   ratio ingest/ceiling: {ing[0] / ceiling[0]:.2f}x")
 
 
 def main() -> int:
@@ -138,6 +146,8 @@ def main() -> int:
     ap.add_argument("--part-size-mb", type=int, default=64, help="S3 part size (the uploader's default)")
     ap.add_argument("--parallel-parts", type=int, default=4, help="S3 parts in parallel (the uploader's default)")
     ap.add_argument("--no-rucio", action="store_true", help="skip the (slow) rucio upload loop")
+    ap.add_argument("--rucio-count", type=int, help="files for the rucio upload loop (default: as many as ingested;"
+                    " rates are per file, so fewer files keep the ratio)")
     ap.add_argument("--only", choices=["big", "small"], help="run one case only")
     ap.add_argument("--first-run", type=int, default=int(time.time()) % 10**7 * 10)
     args = ap.parse_args()
