@@ -162,6 +162,55 @@ class Catalog:
         except Duplicate:
             return False
 
+    # -- bulk calls (one request for many files; the callers fall back to the one-file calls on any refusal) --
+    def dids_registered(self, scope: str, names: list[str]) -> set[str]:
+        """The names among `names` that are DIDs of `scope` (with or without replicas), in one call."""
+        dids = [{"scope": scope, "name": n} for n in names]
+        rows = self._call(f"{len(dids)} DIDs in {scope}", lambda: list(
+            self.client.get_metadata_bulk(dids, inherit=False, plugin="DID_COLUMN")))
+        return {row["name"] for row in rows if row.get("scope", scope) == scope}
+
+    def files_known(self, scope: str, names: list[str], rse_expression: str | None = None) -> dict[str, dict[str, Any]]:
+        """The files among `names` with replicas (on `rse_expression` if given), by name: bytes, adler32, md5 and
+        replica states per RSE."""
+        dids = [{"scope": scope, "name": n} for n in names]
+        rows = self._call(f"{len(dids)} DIDs in {scope}", lambda: list(
+            self.client.list_replicas(dids, all_states=True, ignore_availability=True, rse_expression=rse_expression)))
+        return {row["name"]: row for row in rows if row.get("scope", scope) == scope}
+
+    def add_replicas_bulk(self, rse: str, files: list[tuple[str, str, Checksums, str | None]]) -> None:
+        """Register AVAILABLE replicas of (scope, name, sums, pfn) files in one call; any refusal refuses all."""
+        deterministic = self.rse_info(rse).get("deterministic", True)
+        rows = []
+        for scope, name, sums, pfn in files:
+            row: dict[str, Any] = {"scope": scope, "name": name, "bytes": sums.size, "adler32": sums.adler32,
+                                   "md5": sums.md5}
+            if pfn and not deterministic:
+                row["pfn"] = pfn
+            rows.append(row)
+        self._call(f"{len(rows)} replicas on {rse}", self.client.add_replicas, rse, rows)
+
+    def add_file_rules(self, scope: str, names: list[str], rse: str, lifetime: int | None) -> list[str]:
+        """One landing rule per file, all in one call (raises DuplicateRule if any of them exists)."""
+        return self._call(f"{len(names)} landing rules on {rse}", self.client.add_replication_rule,
+                          [{"scope": scope, "name": n} for n in names], 1, rse, lifetime=lifetime,
+                          account=self.account, comment="cygno-dm ingest: landing copy")
+
+    def set_meta_many(self, scope: str, metas: dict[str, dict[str, Any]]) -> None:
+        """Metadata of many DIDs in one call (keys refused before are left out); raises if Rucio refuses any."""
+        dids = [{"scope": scope, "name": n, "meta": {k: v for k, v in m.items()
+                                                    if v is not None and k not in self._refused}}
+                for n, m in metas.items()]
+        dids = [d for d in dids if d["meta"]]
+        if dids:
+            self._call(f"metadata of {len(dids)} DIDs", self.client.set_dids_metadata_bulk, dids)
+
+    def attach_many(self, scope: str, dataset: str, names: list[str]) -> None:
+        """Attach files to a dataset in one call; files already attached are fine."""
+        self._call(f"{scope}:{dataset}", self.client.attach_dids_to_dids,
+                   [{"scope": scope, "name": dataset, "dids": [{"scope": scope, "name": n} for n in names]}],
+                   ignore_duplicate=True)
+
     def ensure_file_rule(self, scope: str, name: str, rse: str, lifetime: int | None) -> bool:
         """A rule of ours keeping the file on `rse` (created once); True if created now."""
         rules = self._call(f"{scope}:{name}", self.client.list_did_rules, scope, name)

@@ -7,7 +7,14 @@ import logging
 from pathlib import Path
 
 from cygno_dm.ingest.checksums import Checksums
-from cygno_dm.ingest.storage import ObjectExists, Progress, StorageError, StorageUnavailable, Stored
+from cygno_dm.ingest.storage import (
+    ObjectExists,
+    Progress,
+    StorageError,
+    StorageUnavailable,
+    Stored,
+    verify_by_adler32,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +70,7 @@ class GfalStorage:
             return self._ctx.checksum(pfn, "ADLER32").lower().zfill(8)
         except self._gfal2.GError as err:
             raise self._fail(pfn, err) from err
+
+    def verify(self, pfn: str, sums: Checksums) -> tuple[str | None, str]:
+        """The storage's own adler32 (WebDAV: `Want-Digest: adler32` answered by a `Digest` header)."""
+        return verify_by_adler32(self, pfn, sums, "storage adler32 (Digest)")

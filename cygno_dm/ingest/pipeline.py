@@ -7,10 +7,11 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rucio.common.exception import RucioException, UnsupportedOperation
+from rucio.common.exception import DuplicateRule, RucioException, UnsupportedOperation
 
 from cygno_dm.ingest import metrics
 from cygno_dm.ingest.catalog import Catalog, CatalogUnavailable, Conflict
@@ -71,6 +72,8 @@ class Pipeline:
         self.safety = safety or SafetyCheck(catalog, self.stores)
         self.runlog = runlog
         self.progress = progress
+        self._verified: set[str] = set()  # paths whose bytes this process uploaded and verified, not yet registered
+        self._absent: set[tuple[str, str]] = set()  # DIDs that Rucio said (in bulk) it does not have, not yet uploaded
         self.steps: dict[State, Callable[[Entry], Entry]] = {
             State.SEEN: self.check_ready, State.SCANNED: self.upload, State.UPLOADED: self.register,
             State.REGISTERED: self.describe, State.DESCRIBED: self.attach, State.ATTACHED: self.check_safe,
@@ -230,15 +233,21 @@ class Pipeline:
         """SCANNED → UPLOADED: bytes at the policy PFN on the landing RSE, verified; never overwrite."""
         sums = sums_of(e)
         self._local_unchanged(e)
-        registered = self.catalog.check_same(e.scope, e.name, sums)  # raises Conflict
+        if (e.scope, e.name) in self._absent:
+            self._absent.discard((e.scope, e.name))
+            registered = False
+        else:
+            registered = self.catalog.check_same(e.scope, e.name, sums)  # raises Conflict
         pfn = self.catalog.pfn(self.cfg.rse, e.scope, e.name)
         store = self.stores.for_pfn(self.cfg.rse, pfn)
-        stored = store.stat(pfn)
+        # put() never overwrites; the HEAD first only spares a big upload that would be refused at its end
+        stored = None if sums.size <= getattr(store, "cheap_put_max", -1) else store.stat(pfn)
         if stored is None:
             progress = self.progress(e) if self.progress else None
             try:
                 store.put(Path(e.path), pfn, sums, progress)
                 metrics.BYTES.inc(sums.size)
+                self._verified.add(e.path)
                 return self.journal.advance(e, State.UPLOADED, f"uploaded to {self.cfg.rse}", rse=self.cfg.rse,
                                             pfn=pfn, uploaded_bytes=sums.size)
             except ObjectExists:
@@ -264,6 +273,7 @@ class Pipeline:
         stored = store.stat(e.pfn)
         if stored is None or stored.size != sums.size:
             return self.journal.rewind(e, State.SCANNED, f"no bytes at {e.pfn}: upload again")
+        self._verified.discard(e.path)
         added = self.catalog.add_replica(e.rse, e.scope, e.name, sums, e.pfn)
         self.catalog.ensure_file_rule(e.scope, e.name, e.rse, self.cfg.landing_lifetime)
         return self.journal.advance(e, State.REGISTERED, f"replica on {e.rse}" + ("" if added else " (existed)"))
@@ -291,24 +301,12 @@ class Pipeline:
             if not self.catalog.in_dataset(e.scope, e.dataset, e.name):
                 raise Wait(f"dataset {e.scope}:{e.dataset} is closed, cannot attach: {err}", self.cfg.retry_max) \
                     from None
-        if self.profile.naming.dataset is not None:  # datasets by name fields (e.g. a day) stay open
-            return self.journal.advance(e, State.ATTACHED, f"in {e.scope}:{e.dataset}")
-        per = self.profile.naming.runs_per_dataset
-        last_run = e.run - e.run % per + per - 1
-        if (e.run == last_run or self.journal.attached_in(e.scope, e.dataset) + 1 >= per) \
-                and self.catalog.dataset_files(e.scope, e.dataset) >= per:
-            try:
-                if self.catalog.dataset_open(e.scope, e.dataset):
-                    self.catalog.close(e.scope, e.dataset)
-                self.journal.mark_dataset(e.scope, e.dataset, closed=1)
-            except RucioException as err:
-                log.warning("%s:%s could not close the full dataset: %s", e.scope, e.dataset, err)
+        self._close_if_full(e.scope, e.dataset, [e])
         return self.journal.advance(e, State.ATTACHED, f"in {e.scope}:{e.dataset}")
 
     def check_safe(self, e: Entry) -> Entry:
         """ATTACHED → SAFE: tape copy archived and one disk replica's bytes verified."""
-        assert e.adler32 and e.size is not None
-        verdict = self.safety.check(e.scope, e.name, e.size, e.adler32)
+        verdict = self.safety.check(e.scope, e.name, sums_of(e))
         if not verdict.safe:
             raise Wait(verdict.reason, self.cfg.safety_poll)
         return self.journal.advance(e, State.SAFE, verdict.reason)
@@ -324,6 +322,146 @@ class Pipeline:
             sidecar_path(path).unlink(missing_ok=True)
             log.info("%s local file %s deleted (safe)", e.did, path)
         return self.journal.advance(e, State.DELETED, "local copy deleted")
+
+    # -- batches: the same steps for many files, one Rucio call per kind instead of one per file ---------------
+    def run_batch(self, entries: list[Entry]) -> list[Entry]:
+        """UPLOADED → REGISTERED → DESCRIBED → ATTACHED for many files with Rucio's bulk calls; return them moved.
+
+        Each file takes the steps in the order of the one-file steps, and its journal state moves only after the
+        call that did its step returned: after a crash the call is repeated and finds its work done. A batch that
+        Rucio refuses (a conflict, a closed dataset, a refused metadata key) is done again file by file, so each
+        file gets its own verdict; a batch that cannot reach Rucio waits like a single step.
+        """
+        current = {e.path: e for e in entries}
+        for state, bulk in ((State.UPLOADED, self.register_many), (State.REGISTERED, self.describe_many),
+                            (State.DESCRIBED, self.attach_many)):
+            group = [e for e in current.values() if e.state == state]
+            if not group:
+                continue
+            try:
+                moved = bulk(group)
+            except TRANSIENT as err:
+                for e in group:
+                    self.journal.postpone(e, f"retrying: {type(err).__name__}: {err}", self.cfg.backoff(e.attempts),
+                                          failure=True)
+                    current.pop(e.path)
+                log.warning("%d files in %s wait for Rucio: %s", len(group), state, err)
+                continue
+            except Exception as err:
+                log.info("bulk %s of %d files refused (%s: %s); one by one", state, len(group), type(err).__name__,
+                         str(err).strip().splitlines()[-1] if str(err).strip() else "")
+                moved = [m for e in group if (m := self.step(e)) is not None]
+            for e in group:
+                current.pop(e.path)
+            for m in moved:
+                current[m.path] = m
+        return list(current.values())
+
+    def precheck(self, entries: list[Entry]) -> None:
+        """Ask Rucio in bulk which of these files' DIDs it does not have yet: their upload skips the one-file check.
+
+        The ones it has are checked file by file before their upload (same content, or quarantine).
+        """
+        absent = set()
+        for scope in {e.scope for e in entries}:
+            names = [e.name for e in entries if e.scope == scope]
+            for first in range(0, len(names), 500):
+                chunk = names[first:first + 500]
+                have = self.catalog.dids_registered(scope, chunk)
+                absent.update((scope, n) for n in chunk if n not in have)
+        self._absent = absent  # only as fresh as this pass
+
+    def without_tape_copy(self, entries: list[Entry]) -> list[Entry]:
+        """Postpone (in bulk: one replica listing) the ATTACHED files with no AVAILABLE tape replica; return the rest.
+
+        Without a tape replica the cleanup rule cannot be met, so the one-file safety check is not worth asking.
+        """
+        rest = []
+        tapes = "|".join(sorted(n for n, r in self.profile.rses.items() if r.kind == "tape")) or None
+        for scope in {e.scope for e in entries}:
+            files = [e for e in entries if e.scope == scope]
+            known = self.catalog.files_known(scope, [e.name for e in files], tapes)  # no PFNs of disk copies
+            for e in files:
+                states = (known.get(e.name) or {}).get("states", {})
+                if any(str(st) == "AVAILABLE" and self.catalog.is_tape(rse) for rse, st in states.items()):
+                    rest.append(e)
+                else:
+                    self.journal.postpone(e, "waiting for tape archive: no AVAILABLE replica on a tape RSE yet",
+                                          self.cfg.safety_poll)
+        return rest
+
+    def register_many(self, group: list[Entry]) -> list[Entry]:
+        """register() for many files: replicas in one call, landing rules in one call."""
+        unchecked = [e for e in group if e.path not in self._verified]
+        with ThreadPoolExecutor(max(1, self.cfg.workers), thread_name_prefix="stat") as pool:
+            stats = dict(zip([e.path for e in unchecked], pool.map(
+                lambda e: self.stores.for_pfn(e.rse, e.pfn).stat(e.pfn), unchecked), strict=True))
+        moved, ready = [], []
+        for e in group:
+            stored = stats.get(e.path, True)
+            if stored is None or (stored is not True and stored.size != e.size):
+                moved.append(self.journal.rewind(e, State.SCANNED, f"no bytes at {e.pfn}: upload again"))
+            else:
+                ready.append(e)
+        by_target: dict[tuple[str, str], list[Entry]] = {}
+        for e in ready:
+            by_target.setdefault((e.scope, e.rse or ""), []).append(e)
+        for (scope, rse), files in by_target.items():
+            known = self.catalog.files_known(scope, [e.name for e in files])
+            single = [e for e in files if e.name in known]  # a replica exists somewhere: checked file by file
+            new = [e for e in files if e.name not in known]
+            if new:
+                try:
+                    self.catalog.add_replicas_bulk(rse, [(e.scope, e.name, sums_of(e), e.pfn) for e in new])
+                except RucioException as err:  # e.g. a DID of that name without replicas: each file says
+                    log.info("bulk registration of %d files refused (%s); one by one", len(new), type(err).__name__)
+                    single, new = single + new, []
+            if new:
+                try:
+                    self.catalog.add_file_rules(scope, [e.name for e in new], rse, self.cfg.landing_lifetime)
+                except DuplicateRule:  # another uploader was quicker for some: each file checks its own
+                    for e in new:
+                        self.catalog.ensure_file_rule(e.scope, e.name, rse, self.cfg.landing_lifetime)
+                for e in new:
+                    self._verified.discard(e.path)
+                    moved.append(self.journal.advance(e, State.REGISTERED, f"replica on {rse} (bulk)"))
+            moved += [m for e in single if (m := self.step(e)) is not None]
+        return moved
+
+    def describe_many(self, group: list[Entry]) -> list[Entry]:
+        """describe() for many files: one metadata call per scope."""
+        moved = []
+        for scope in {e.scope for e in group}:
+            files = [e for e in group if e.scope == scope]
+            self.catalog.set_meta_many(scope, {e.name: e.meta for e in files})
+            moved += [self.journal.advance(e, State.DESCRIBED, f"{len(e.meta)} keys (bulk)") for e in files]
+        return moved
+
+    def attach_many(self, group: list[Entry]) -> list[Entry]:
+        """attach() for many files: one attachment call per dataset, then the dataset closed once full."""
+        moved = []
+        for scope, dataset in {(e.scope, e.dataset) for e in group}:
+            files = [e for e in group if (e.scope, e.dataset) == (scope, dataset)]
+            self.ensure_dataset(scope, dataset)
+            self.catalog.attach_many(scope, dataset, [e.name for e in files])
+            self._close_if_full(scope, dataset, files)
+            moved += [self.journal.advance(e, State.ATTACHED, f"in {scope}:{dataset} (bulk)") for e in files]
+        return moved
+
+    def _close_if_full(self, scope: str, dataset: str, attached: list[Entry]) -> None:
+        """Close the run-period dataset once it holds every run (checked when its last run or count arrives)."""
+        if self.profile.naming.dataset is not None:  # datasets by name fields (e.g. a day) stay open
+            return
+        per = self.profile.naming.runs_per_dataset
+        last = any(e.run == e.run - e.run % per + per - 1 for e in attached)
+        if (last or self.journal.attached_in(scope, dataset) + len(attached) >= per) \
+                and self.catalog.dataset_files(scope, dataset) >= per:
+            try:
+                if self.catalog.dataset_open(scope, dataset):
+                    self.catalog.close(scope, dataset)
+                self.journal.mark_dataset(scope, dataset, closed=1)
+            except RucioException as err:
+                log.warning("%s:%s could not close the full dataset: %s", scope, dataset, err)
 
     # -- reconciliation ------------------------------------------------------------------------
     def reconcile(self, entry: Entry) -> Entry:

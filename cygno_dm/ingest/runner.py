@@ -18,6 +18,10 @@ from cygno_dm.ingest.states import TERMINAL, State, index
 
 log = logging.getLogger(__name__)
 
+#: states whose steps are done for many files at once with Rucio's bulk calls, and the largest batch
+BATCHED = frozenset({State.UPLOADED, State.REGISTERED, State.DESCRIBED})
+BATCH = 500
+
 
 class Ingestor:
     """Discovery + journal + pipeline + locks, in passes."""
@@ -64,7 +68,7 @@ class Ingestor:
         self.journal.forget_refused(refused)
         return new
 
-    def _work(self, entry: Entry, reconcile: bool = False) -> int:
+    def _work(self, entry: Entry, reconcile: bool = False, until: State = State.DELETED) -> int:
         lock = FileLock(Path(entry.path))
         if not lock.acquire():
             log.info("%s is being worked on by %s; skipped", entry.did, lock.holder())
@@ -84,16 +88,41 @@ class Ingestor:
             if fresh.next_try > time.time():
                 return 0
             before = index(fresh.state)
-            after = self.p.run_entry(fresh)
+            after = self.p.run_entry(fresh, until)
             return index(after.state) - before if after.state != State.QUARANTINED else 1
         finally:
             lock.release()
 
-    def _map(self, entries: list[Entry], reconcile: bool = False) -> int:
+    def _map(self, entries: list[Entry], reconcile: bool = False, until: State = State.DELETED) -> int:
         if not entries:
             return 0
         with ThreadPoolExecutor(max(1, self.cfg.workers), thread_name_prefix="ingest") as pool:
-            return sum(pool.map(lambda e: self._work(e, reconcile), entries))
+            return sum(pool.map(lambda e: self._work(e, reconcile, until), entries))
+
+    def _batches(self) -> int:
+        """Registration, metadata and attachment of every due file in batches (each file locked meanwhile)."""
+        now = time.time()
+        due = [e for e in self.journal.due() if e.state in BATCHED]
+        moved = 0
+        for first in range(0, len(due), BATCH):
+            locks, fresh = [], []
+            try:
+                for e in due[first:first + BATCH]:
+                    lock = FileLock(Path(e.path))
+                    if not lock.acquire():
+                        continue
+                    locks.append(lock)
+                    current = self.journal.get(e.path)
+                    if current is not None and current.state in BATCHED and current.next_try <= now:
+                        fresh.append(current)
+                before = {e.path: index(e.state) for e in fresh}
+                for after in self.p.run_batch(fresh):  # a rewind (bytes gone: upload again) counts as one step
+                    moved += max(1, index(after.state) - before[after.path]) if index(after.state) != before[
+                        after.path] else 0
+            finally:
+                for lock in locks:
+                    lock.release()
+        return moved
 
     def reconcile(self) -> None:
         """Check every live entry past SCANNED against Rucio and the storage (crash repair)."""
@@ -101,11 +130,33 @@ class Ingestor:
         self._map(live, reconcile=True)
 
     def pass_once(self) -> int:
-        """Discover, then run every due entry as far as it goes; return the number of steps taken."""
+        """Discover, upload every due file, register the uploaded ones in batches, then the safety steps.
+
+        Returns the number of steps taken.
+        """
         self.discover()
-        moved = self._map(self.journal.due())
+        moved = self.upload_phase() + self._batches() + self.safety_phase()
         self.update_metrics()
         return moved
+
+    def upload_phase(self) -> int:
+        """SEEN → SCANNED → UPLOADED for every due file, in parallel, after one bulk question to Rucio."""
+        uploads = [e for e in self.journal.due() if index(e.state) < index(State.UPLOADED)]
+        try:
+            self.p.precheck(uploads)
+        except Exception as err:  # noqa: BLE001  each upload asks Rucio itself then
+            log.warning("cannot ask Rucio in bulk before uploading: %s: %s", type(err).__name__, err)
+        return self._map(uploads, until=State.UPLOADED)
+
+    def safety_phase(self) -> int:
+        """ATTACHED → SAFE → DELETED for every due file; those without a tape replica are postponed in bulk."""
+        safety = [e for e in self.journal.due() if index(e.state) >= index(State.ATTACHED)]
+        attached = [e for e in safety if e.state == State.ATTACHED]
+        try:
+            safety = [e for e in safety if e.state != State.ATTACHED] + self.p.without_tape_copy(attached)
+        except Exception as err:  # noqa: BLE001  each file is checked on its own then
+            log.warning("cannot list tape replicas in bulk: %s: %s", type(err).__name__, err)
+        return self._map(safety)
 
     def run(self, once: bool = False, max_idle: float | None = None) -> None:
         """Reconcile, then pass until stopped; once=True: until no file can progress without outside change.

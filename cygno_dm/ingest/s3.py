@@ -1,4 +1,11 @@
-"""S3 landing storage with boto3: parallel multipart uploads of any size, never overwriting, ETag-verified."""
+"""S3 landing storage with boto3: parallel multipart uploads of any size, never overwriting, verified by the storage.
+
+Every object is sent with its full-object CRC32C (`x-amz-checksum-crc32c`; multipart uploads of checksum type
+FULL_OBJECT), which the storage checks against the bytes it received and keeps: a later HEAD with checksum mode
+returns it, so the bytes on the storage are verified without reading them back. Where the storage does not return
+a full-object CRC32C (objects written by other clients, or a storage without the feature), the adler32 of the
+stored bytes is read back.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import boto3
+import google_crc32c
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
@@ -23,6 +31,7 @@ from cygno_dm.ingest.storage import (
     StorageUnavailable,
     Stored,
     _adler_stream,
+    verify_by_adler32,
 )
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,21 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
+def crc32c_b64(hex_value: str) -> str:
+    """S3's spelling of a CRC32C (base64 of the 4 big-endian bytes) from our hex spelling."""
+    return _b64(bytes.fromhex(hex_value))
+
+
+def crc32c_hex(s3_value: str | None) -> str | None:
+    """Our hex spelling of a full-object S3 CRC32C; None for none or a composite one (`<b64>-<parts>`)."""
+    if not s3_value or "-" in s3_value:
+        return None
+    try:
+        return base64.b64decode(s3_value).hex()
+    except ValueError:
+        return None
+
+
 def split_pfn(pfn: str) -> tuple[str, str, str]:
     """(endpoint URL, bucket, key) of a path-style S3 PFN (s3:// means plain http)."""
     u = urlparse(pfn)
@@ -56,6 +80,11 @@ def split_pfn(pfn: str) -> tuple[str, str, str]:
 
 class S3Storage:
     """One S3 endpoint (path-style) with a key pair."""
+
+    @property
+    def cheap_put_max(self) -> int:
+        """Objects up to this size go in one conditional PUT: no HEAD before it (a refused PUT costs little)."""
+        return max(self.part_size, MIN_PART)
 
     def __init__(self, access_key: str, secret_key: str, region: str = "us-east-1", part_size: int = 64 * MIB,
                  parallel: int = 4, verify_tls: bool | str = True) -> None:
@@ -94,14 +123,16 @@ class S3Storage:
     def stat(self, pfn: str) -> Stored | None:
         endpoint, bucket, key = split_pfn(pfn)
         try:
-            head = self._client(endpoint).head_object(Bucket=bucket, Key=key)
+            head = self._client(endpoint).head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as err:
             if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                 return None
             raise self._fail(pfn, err) from err
         except Exception as err:
             raise self._fail(pfn, err) from err
-        return Stored(head["ContentLength"], head.get("ETag", "").strip('"') or None, dict(head.get("Metadata", {})))
+        full = head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT"
+        return Stored(head["ContentLength"], head.get("ETag", "").strip('"') or None, dict(head.get("Metadata", {})),
+                      crc32c_hex(head.get("ChecksumCRC32C")) if full else None)
 
     def put(self, path: Path, pfn: str, sums: Checksums, progress: Progress | None = None) -> None:
         endpoint, bucket, key = split_pfn(pfn)
@@ -115,48 +146,64 @@ class S3Storage:
                 if len(body) != sums.size or hashlib.md5(body, usedforsecurity=False).hexdigest() != sums.md5:
                     raise StorageError(f"{path}: changed since it was checksummed")
                 res = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=_b64(bytes.fromhex(sums.md5)),
+                                    ChecksumAlgorithm="CRC32C", ChecksumCRC32C=crc32c_b64(sums.crc32c),
                                     Metadata=meta, IfNoneMatch="*")
                 etag = res["ETag"].strip('"')
                 if progress:
                     progress(sums.size)
                 expected = sums.md5
             else:
-                etag, expected = self._multipart(s3, path, pfn, bucket, key, parts, meta, progress)
+                res = self._multipart(s3, path, pfn, bucket, key, parts, meta, sums, progress)
+                digests = res.pop("digests")
+                etag = res["ETag"].strip('"')
+                expected = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
         except (StorageError, StorageUnavailable):
             raise
         except Exception as err:
             raise self._fail(pfn, err) from err
         if etag != expected:
             raise StorageError(f"{pfn}: stored ETag {etag} != expected {expected}")
-        stored = self.stat(pfn)
-        if stored is None or stored.size != sums.size:
-            raise StorageError(f"{pfn}: stored size {stored and stored.size} != {sums.size}")
-        log.info("%s stored (%d bytes, %d part(s), etag %s)", pfn, sums.size, len(parts), etag)
+        # The storage checked our CRC32C against the bytes it received (a mismatch is refused with BadDigest);
+        # it must also say so: an answer without it means a storage that ignores checksums.
+        vouched = crc32c_hex(res.get("ChecksumCRC32C"))
+        if vouched is None:  # not in the answer (multipart completions often): ask with a HEAD
+            stored = self.stat(pfn)
+            if stored is None or stored.size != sums.size:
+                raise StorageError(f"{pfn}: stored size {stored and stored.size} != {sums.size}")
+            vouched = stored.crc32c
+        if vouched is not None and vouched != sums.crc32c:
+            raise StorageError(f"{pfn}: storage CRC32C {vouched} != {sums.crc32c}")
+        log.info("%s stored (%d bytes, %d part(s), etag %s, crc32c %s)", pfn, sums.size, len(parts), etag,
+                 "checked by the storage" if vouched else "not offered")
 
     def _multipart(self, s3, path: Path, pfn: str, bucket: str, key: str, parts: list[tuple[int, int]],
-                   meta: dict[str, str], progress: Progress | None) -> tuple[str, str]:
+                   meta: dict[str, str], sums: Checksums, progress: Progress | None) -> dict:
         self.abort_stale(pfn)
-        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)["UploadId"]
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta, ChecksumAlgorithm="CRC32C",
+                                               ChecksumType="FULL_OBJECT")["UploadId"]
         fd = os.open(path, os.O_RDONLY)
 
-        def one(num: int, off: int, length: int) -> bytes:
+        def one(num: int, off: int, length: int) -> tuple[bytes, str]:
             data = os.pread(fd, length, off)
             if len(data) != length:
                 raise StorageError(f"{path}: shrank while uploading")
             digest = hashlib.md5(data, usedforsecurity=False).digest()
+            crc = _b64(google_crc32c.value(data).to_bytes(4, "big"))
             res = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=num, Body=data,
-                                 ContentMD5=_b64(digest))
+                                 ContentMD5=_b64(digest), ChecksumAlgorithm="CRC32C", ChecksumCRC32C=crc)
             if res["ETag"].strip('"') != digest.hex():
                 raise StorageError(f"{pfn}: part {num} ETag {res['ETag']} != md5 {digest.hex()}")
             if progress:
                 progress(length)
-            return digest
+            return digest, crc
 
         try:
             with ThreadPoolExecutor(self.parallel, thread_name_prefix="s3part") as pool:
-                digests = list(pool.map(lambda p: one(p[0] + 1, *p[1]), enumerate(parts)))
-            done = {"Parts": [{"PartNumber": i + 1, "ETag": f'"{d.hex()}"'} for i, d in enumerate(digests)]}
-            res = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=done,
+                done = list(pool.map(lambda p: one(p[0] + 1, *p[1]), enumerate(parts)))
+            listing = {"Parts": [{"PartNumber": i + 1, "ETag": f'"{d.hex()}"', "ChecksumCRC32C": c}
+                                 for i, (d, c) in enumerate(done)]}
+            res = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=listing,
+                                               ChecksumCRC32C=crc32c_b64(sums.crc32c), ChecksumType="FULL_OBJECT",
                                                IfNoneMatch="*")
         except BaseException:
             try:
@@ -166,8 +213,7 @@ class S3Storage:
             raise
         finally:
             os.close(fd)
-        expected = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
-        return res["ETag"].strip('"'), expected
+        return {**res, "digests": [d for d, _ in done]}
 
     def abort_stale(self, pfn: str) -> int:
         """Abort unfinished multipart uploads of this key (left by a killed uploader); return how many."""
@@ -190,3 +236,15 @@ class S3Storage:
             return _adler_stream(body.read)
         except Exception as err:
             raise self._fail(pfn, err) from err
+
+    def verify(self, pfn: str, sums: Checksums) -> tuple[str | None, str]:
+        """The storage's full-object CRC32C (HEAD, no read) when it keeps one, else the read-back adler32."""
+        stored = self.stat(pfn)
+        if stored is None:
+            return f"no object at {pfn}", "HEAD"
+        if stored.size != sums.size:
+            return f"size {stored.size} at {pfn} != {sums.size}", "HEAD"
+        if stored.crc32c is not None:
+            problem = None if stored.crc32c == sums.crc32c else f"CRC32C {stored.crc32c} at {pfn} != {sums.crc32c}"
+            return problem, "storage full-object CRC32C"
+        return verify_by_adler32(self, pfn, sums, "read-back adler32 (no storage checksum)")

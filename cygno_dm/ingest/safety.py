@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from cygno_dm.ingest.catalog import Catalog, Replica
+from cygno_dm.ingest.checksums import Checksums
 from cygno_dm.ingest.stores import Stores, tls_verify
 from cygno_dm.ingest.tape import TapeRest, TapeUnavailable
 
@@ -57,8 +58,9 @@ class SafetyCheck:
             why.append(f"tape replica on {rep.rse}: {problem}")
         return None, "; ".join(why)
 
-    def disk_verified(self, scope: str, name: str, adler32: str, replicas: list[Replica]) -> tuple[str | None, str]:
-        """(disk RSE whose stored bytes have this adler32 or None, why not)."""
+    def disk_verified(self, scope: str, name: str, sums: Checksums,
+                      replicas: list[Replica]) -> tuple[str | None, str]:
+        """(disk RSE whose stored bytes are these, or None; how it was checked, or why not)."""
         why = []
         for rep in replicas:
             if self.catalog.is_tape(rep.rse):
@@ -67,24 +69,24 @@ class SafetyCheck:
                 why.append(f"disk replica on {rep.rse} is {rep.state}")
                 continue
             try:
-                theirs = self.stores.for_pfn(rep.rse, rep.pfn).adler32(rep.pfn)
+                problem, how = self.stores.for_pfn(rep.rse, rep.pfn).verify(rep.pfn, sums)
             except Exception as err:
-                why.append(f"cannot read back {rep.rse}: {err}")
+                why.append(f"cannot verify {rep.rse}: {err}")
                 continue
-            if theirs == adler32:
-                return rep.rse, ""
-            log.error("%s:%s replica on %s has adler32 %s, expected %s", scope, name, rep.rse, theirs, adler32)
-            why.append(f"disk replica on {rep.rse} has adler32 {theirs} != {adler32}")
+            if problem is None:
+                return rep.rse, how
+            log.error("%s:%s replica on %s: %s (%s)", scope, name, rep.rse, problem, how)
+            why.append(f"disk replica on {rep.rse}: {problem}")
         return None, "; ".join(why) or "no disk replica"
 
-    def check(self, scope: str, name: str, size: int, adler32: str) -> Verdict:
+    def check(self, scope: str, name: str, sums: Checksums) -> Verdict:
         """Apply the rule to one file."""
         replicas = self.catalog.replicas(scope, name)
-        tape, why_tape = self.tape_archived(scope, name, size, adler32, replicas)
+        tape, why_tape = self.tape_archived(scope, name, sums.size, sums.adler32, replicas)
         if tape is None:
             return Verdict(False, f"waiting for tape archive: {why_tape}")
-        disk, why_disk = self.disk_verified(scope, name, adler32, replicas)
+        disk, why_disk = self.disk_verified(scope, name, sums, replicas)
         if disk is None:
             return Verdict(False, f"tape archived on {tape}, waiting for a verified disk replica: {why_disk}",
                            tape_rse=tape)
-        return Verdict(True, f"archived on {tape}, verified on {disk}", tape, disk)
+        return Verdict(True, f"archived on {tape}, verified on {disk} ({why_disk})", tape, disk)

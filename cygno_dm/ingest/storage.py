@@ -34,11 +34,13 @@ class ObjectExists(StorageError):
 
 @dataclass(frozen=True)
 class Stored:
-    """What the storage says about an object: size, and checksum hints it keeps (adler32/md5/etag)."""
+    """What the storage says about an object: size, checksum hints it keeps (adler32/md5/etag), and the
+    full-object CRC32C (hex) the storage computed itself from the stored bytes, when it offers one."""
 
     size: int
     etag: str | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    crc32c: str | None = None
 
 
 class Storage(Protocol):
@@ -52,6 +54,9 @@ class Storage(Protocol):
 
     def adler32(self, pfn: str) -> str:
         """adler32 of the stored bytes, read back from the storage."""
+
+    def verify(self, pfn: str, sums: Checksums) -> tuple[str | None, str]:
+        """(None if the stored bytes are `sums`' bytes, else what differs; how it was checked)."""
 
 
 def _adler_stream(read: Callable[[int], bytes]) -> str:
@@ -117,6 +122,15 @@ class PosixStorage:
             raise StorageError(f"{pfn}: no such file") from None
         except OSError as err:
             raise StorageUnavailable(f"{pfn}: {err}") from err
+
+    def verify(self, pfn: str, sums: Checksums) -> tuple[str | None, str]:
+        return verify_by_adler32(self, pfn, sums, "read-back adler32")
+
+
+def verify_by_adler32(store: Storage, pfn: str, sums: Checksums, how: str) -> tuple[str | None, str]:
+    """Storage.verify from the adler32 of the stored bytes (read back, or computed by the storage)."""
+    theirs = store.adler32(pfn)
+    return (None if theirs == sums.adler32 else f"adler32 {theirs} at {pfn} != {sums.adler32}"), how
 
 
 def multipart_etag(path: Path, part_size: int) -> str:

@@ -45,6 +45,7 @@ def _install_credentials(access_key: str, secret_key: str) -> None:
 def build_app(access_key: str, secret_key: str, buckets: list[str], state_dir: Path | None) -> S3Gate:
     """The WSGI application of one site: moto behind the S3Gate, buckets created, state reloaded."""
     os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
+    import crc32c  # noqa: F401  (without it moto silently computes CRC32 for CRC32C: the site would vouch falsely)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from moto.s3.models import s3_backends
 
@@ -62,7 +63,30 @@ def build_app(access_key: str, secret_key: str, buckets: list[str], state_dir: P
     _install_credentials(access_key, secret_key)
     app = DomainDispatcherApplication(create_backend_app)
     all_buckets = sorted(set(backend.buckets) | set(buckets))
-    return S3Gate(app, access_key, secret_key, all_buckets, store.sync if store else None)
+    return S3Gate(app, access_key, secret_key, all_buckets, store.sync if store else None,
+                  parts_checksum=lambda bucket, upload, parts: _parts_checksum(backend, bucket, upload, parts))
+
+
+def _parts_checksum(backend: Any, bucket: str, upload_id: str, parts: list[int]) -> dict[str, str]:
+    """The full-object CRC32C of these parts of a FULL_OBJECT CRC32C multipart upload, from their stored bytes."""
+    import base64
+
+    import google_crc32c
+
+    try:
+        upload = backend.get_bucket(bucket).multiparts[upload_id]
+    except Exception:
+        return {}
+    if (upload.metadata.get("x-amz-checksum-algorithm") or "").upper() != "CRC32C" \
+            or (upload.metadata.get("x-amz-checksum-type") or "").upper() != "FULL_OBJECT":
+        return {}
+    crc = 0
+    for number in parts:
+        part = upload.parts.get(number)
+        if part is None:
+            return {}  # moto answers InvalidPart
+        crc = google_crc32c.extend(crc, part.value)
+    return {"CRC32C": base64.b64encode(crc.to_bytes(4, "big")).decode()}
 
 
 def serve(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import logging
 import posixpath
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 from xml.sax.saxutils import escape
 
 from testbed.storage import sigv4
@@ -20,6 +23,43 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: called after a mutating request succeeded, with (method, bucket, key-or-None)
 MutationHook = Callable[[str, str, str | None], None]
 MUTATING = frozenset({"PUT", "POST", "DELETE"})
+#: (bucket, upload id, part numbers) -> full-object checksum of those parts' bytes, {"CRC32C": base64} (or empty)
+PartsChecksum = Callable[[str, str, list[int]], dict[str, str]]
+#: the additional checksums S3 checks on upload (x-amz-checksum-<name>); moto stores them without checking
+CHECKSUM_HEADERS = {"HTTP_X_AMZ_CHECKSUM_CRC32C": "CRC32C", "HTTP_X_AMZ_CHECKSUM_CRC32": "CRC32",
+                    "HTTP_X_AMZ_CHECKSUM_SHA1": "SHA1", "HTTP_X_AMZ_CHECKSUM_SHA256": "SHA256"}
+
+
+def body_checksum(body: bytes, algorithm: str) -> str:
+    """S3's base64 spelling of a checksum of `body` (CRC32C from google-crc32c: moto may fall back to CRC32)."""
+    if algorithm == "CRC32C":
+        import google_crc32c
+
+        return base64.b64encode(google_crc32c.value(body).to_bytes(4, "big")).decode()
+    from moto.s3.utils import compute_checksum
+
+    value = compute_checksum(body, algorithm)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def check_upload_checksum(environ: dict[str, Any]) -> tuple[str, str] | None:
+    """Verify the x-amz-checksum-* header of an object or part upload against its body, as S3 does.
+
+    Returns (code, message) to refuse it with, or None; the body is read once and handed on to moto.
+    """
+    declared = [(h, a) for h, a in CHECKSUM_HEADERS.items() if environ.get(h)]
+    if not declared or environ.get("HTTP_X_AMZ_COPY_SOURCE"):
+        return None
+    if "STREAMING" in environ.get("HTTP_X_AMZ_CONTENT_SHA256", "") or "aws-chunked" in environ.get(
+            "HTTP_CONTENT_ENCODING", ""):
+        return "InvalidRequest", "declare x-amz-checksum-* with a plain (not aws-chunked) body on this site"
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    for header, algorithm in declared:
+        if body_checksum(body, algorithm) != environ[header]:
+            return "BadDigest", f"The {algorithm} you specified did not match the calculated checksum."
+    return None
 
 
 def _error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
@@ -72,13 +112,14 @@ class S3Gate:
 
     def __init__(
         self, app: WsgiApp, access_key: str, secret_key: str, buckets: list[str],
-        on_mutation: MutationHook | None = None,
+        on_mutation: MutationHook | None = None, parts_checksum: PartsChecksum | None = None,
     ) -> None:
         self.app = app
         self.access_key = access_key
         self.secret_key = secret_key
         self.buckets = buckets
         self.on_mutation = on_mutation
+        self.parts_checksum = parts_checksum
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Serve one request."""
@@ -103,6 +144,14 @@ class S3Gate:
                 return _error(start_response, "403 Forbidden", refused.code, refused.message)
         elif method != "OPTIONS":
             return _error(start_response, "403 Forbidden", "AccessDenied", "Anonymous access is not allowed")
+        if method == "PUT":
+            refused_checksum = check_upload_checksum(environ)
+            if refused_checksum is not None:
+                return _error(start_response, "400 Bad Request", *refused_checksum)
+        elif method == "POST":
+            refused_completion = self._check_completion_checksum(environ, path)
+            if refused_completion is not None:
+                return _error(start_response, "400 Bad Request", "BadDigest", refused_completion)
         return self._forward(environ, start_response, method, path)
 
     def _resign_presigned(
@@ -152,3 +201,23 @@ class S3Gate:
                 log.exception("could not persist %s %s/%s", method, bucket, key)
         start_response(status, headers)
         return result
+
+    def _check_completion_checksum(self, environ: dict[str, Any], path: str) -> str | None:
+        """CompleteMultipartUpload with a declared full-object checksum: it must be the checksum of the parts it
+        lists, computed from their stored bytes, else the completion is refused and the upload stays open (S3)."""
+        declared = {a: environ[h] for h, a in CHECKSUM_HEADERS.items() if environ.get(h)}
+        query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        bucket, _ = bucket_and_key(path)
+        if not declared or self.parts_checksum is None or not bucket or "uploadId" not in query:
+            return None
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        parts = [int(n) for n in re.findall(rb"<PartNumber>\s*(\d+)\s*</PartNumber>", body)]
+        computed = self.parts_checksum(bucket, query["uploadId"], parts)
+        for algorithm, value in declared.items():
+            if algorithm in computed and computed[algorithm] != value:
+                log.warning("refused completion of %s: %s %s declared, %s computed", path, algorithm, value,
+                            computed[algorithm])
+                return f"The {algorithm} you specified did not match the calculated checksum."
+        return None

@@ -13,6 +13,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: what moto keeps of an object's additional checksum (kept across restarts: the uploader verifies with it)
+CHECKSUM_FIELDS = ("checksum_algorithm", "checksum_value", "checksum_type", "checksum_parts")
+
 
 def _key_file(root: Path, bucket: str, key: str) -> Path:
     """Where one object lives on disk (hashed name: keys never become paths)."""
@@ -52,7 +55,8 @@ class ObjectStore:
                     shutil.copyfileobj(buffer, out)
             else:
                 out.write(obj.value)
-        meta = {"bucket": bucket, "key": key, "metadata": dict(getattr(obj, "metadata", {}) or {})}
+        meta = {"bucket": bucket, "key": key, "metadata": dict(getattr(obj, "metadata", {}) or {}),
+                "checksum": {f: getattr(obj, f, None) for f in CHECKSUM_FIELDS}}
         path.with_suffix(".json").write_text(json.dumps(meta))
         os.replace(tmp, path)
 
@@ -84,6 +88,9 @@ class ObjectStore:
             obj = self.backend.put_object(meta["bucket"], meta["key"], data_path.read_bytes())
             if meta.get("metadata"):
                 obj.set_metadata(dict(meta["metadata"]))
+            for name, value in (meta.get("checksum") or {}).items():
+                if name in CHECKSUM_FIELDS and value is not None:
+                    setattr(obj, name, value)
             count += 1
         log.info("reloaded %d objects from %s", count, self.root)
         return count

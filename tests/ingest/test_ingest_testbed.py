@@ -55,6 +55,8 @@ def test_runs_are_registered_once_replicated_and_deleted_only_when_safe(daq_env,
     ing.run(once=True)
     states = ing.journal.counts()
     assert set(states) <= {"ATTACHED", "SAFE"} and sum(states.values()) == n, states
+    steps = [(h["to_state"], h["detail"]) for e in ing.journal.entries() for h in ing.journal.history(e.path)]
+    assert sum(1 for s, d in steps if s == "REGISTERED" and d.endswith("(bulk)")) == n  # Rucio's bulk calls
 
     client = tb.client(DAQ)
     names = {f"MAN/run{r}.mid.gz" for r in files}
@@ -108,6 +110,8 @@ def test_runs_are_registered_once_replicated_and_deleted_only_when_safe(daq_env,
             assert any(r.rse == tape and r.state == "AVAILABLE" for r in reps), e.did
             hist = [(h["to_state"], h["detail"]) for h in again.journal.history(e.path)]
             assert any(s == "SAFE" and d.startswith(f"archived on {tape}, verified on") for s, d in hist)
+            # the landing copy was sent with its CRC32C: the site vouches for it, no read-back
+            assert all("(storage full-object CRC32C)" in d for s, d in hist if "verified on CNAF_USERDISK" in d)
         if again.journal.counts().get("DELETED", 0) == n:
             break
         time.sleep(1)

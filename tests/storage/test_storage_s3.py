@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
+import os
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import google_crc32c
 import pytest
 import requests
 from botocore.config import Config
@@ -131,16 +134,62 @@ def test_state_survives_restart(
     site = S3Site("127.0.0.54", port_on("127.0.0.54"), "RESTARTKEY0000000003", "restart-secret")
     state = tmp_path / "state"
     server = launch_s3(site, state)
-    client(site).put_object(Bucket=BUCKET, Key="LNGS/run00002.mid.gz", Body=b"persist me")
+    client(site).put_object(Bucket=BUCKET, Key="LNGS/run00002.mid.gz", Body=b"persist me",
+                            ChecksumAlgorithm="CRC32C", ChecksumCRC32C=crc32c_b64(b"persist me"))
     client(site).put_object(Bucket=BUCKET, Key="LNGS/deleted.txt", Body=b"gone")
     client(site).delete_object(Bucket=BUCKET, Key="LNGS/deleted.txt")
     server.stop()
     assert not s3_ready(site.endpoint)
     launch_s3(site, state)
     assert client(site).get_object(Bucket=BUCKET, Key="LNGS/run00002.mid.gz")["Body"].read() == b"persist me"
+    head = client(site).head_object(Bucket=BUCKET, Key="LNGS/run00002.mid.gz", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32C"] == crc32c_b64(b"persist me")  # the site still vouches after a restart
     assert "LNGS/deleted.txt" not in keys(site)
     with pytest.raises(ClientError):
         client(site, site.access_key, "wrong").get_object(Bucket=BUCKET, Key="LNGS/run00002.mid.gz")
+
+
+def crc32c_b64(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+def test_put_with_a_crc32c_is_checked_and_kept(s3_sites: tuple[S3Site, S3Site]) -> None:
+    s3 = client(s3_sites[0])
+    body = os.urandom(3000)
+    s3.put_object(Bucket=BUCKET, Key="crc/good", Body=body, ChecksumAlgorithm="CRC32C",
+                  ChecksumCRC32C=crc32c_b64(body))
+    head = s3.head_object(Bucket=BUCKET, Key="crc/good", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32C"] == crc32c_b64(body)
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=BUCKET, Key="crc/bad", Body=body, ChecksumAlgorithm="CRC32C",
+                      ChecksumCRC32C=crc32c_b64(body + b"x"))
+    assert err.value.response["Error"]["Code"] == "BadDigest"
+    assert "crc/bad" not in keys(s3_sites[0])
+
+
+def _multipart(s3: Any, key: str, data: bytes, declared: str) -> Any:
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ChecksumAlgorithm="CRC32C",
+                                    ChecksumType="FULL_OBJECT")["UploadId"]
+    parts = []
+    for num, off in enumerate(range(0, len(data), 5 << 20), 1):
+        chunk = data[off:off + (5 << 20)]
+        res = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=up, PartNumber=num, Body=chunk,
+                             ChecksumAlgorithm="CRC32C", ChecksumCRC32C=crc32c_b64(chunk))
+        parts.append({"PartNumber": num, "ETag": res["ETag"], "ChecksumCRC32C": crc32c_b64(chunk)})
+    return s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=up, MultipartUpload={"Parts": parts},
+                                        ChecksumCRC32C=declared, ChecksumType="FULL_OBJECT")
+
+
+def test_multipart_full_object_crc32c_is_computed_from_the_bytes_and_checked(s3_sites: tuple[S3Site, S3Site]) -> None:
+    s3 = client(s3_sites[0])
+    data = os.urandom((5 << 20) + 12345)
+    _multipart(s3, "crc/multi", data, crc32c_b64(data))
+    head = s3.head_object(Bucket=BUCKET, Key="crc/multi", ChecksumMode="ENABLED")
+    assert (head["ChecksumCRC32C"], head["ChecksumType"]) == (crc32c_b64(data), "FULL_OBJECT")
+    with pytest.raises(ClientError) as err:
+        _multipart(s3, "crc/multi-bad", data, crc32c_b64(data[:-1]))
+    assert err.value.response["Error"]["Code"] == "BadDigest"
+    assert "crc/multi-bad" not in keys(s3_sites[0])
 
 
 def test_health_check_false_when_down(port_on: Callable[[str], int]) -> None:
