@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import rucio.rse  # noqa: F401  first import here, before a test sets a server rucio.cfg: the process stays a client
 import tomli_w
 
 from cygno_dm.profile import PACKAGED
