@@ -18,10 +18,23 @@ import rucio.rse  # noqa: F401  first import here, before a test sets a server r
 import tomli_w
 
 from cygno_dm.profile import PACKAGED
-from testbed.stack import Testbed, drop_postgres_database
+from testbed.stack import Testbed, drop_postgres_database, ensure_postgres_database
 
 PG_BASE = os.environ.get("CYGNO_DM_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 DATABASES = [d for d in os.environ.get("CYGNO_DM_TEST_DATABASES", "sqlite,postgresql").split(",") if d]
+
+
+@contextmanager
+def scratch_postgres_database(prefix: str, tmp_path: Path) -> Iterator[str]:
+    """A new PostgreSQL database `<prefix>_<random>` (as a lifecycle store URL), dropped afterwards."""
+    from lifecycle.store import database_url
+
+    url = database_url(f"{PG_BASE}/{prefix}_{uuid.uuid4().hex[:8]}", tmp_path)
+    ensure_postgres_database(url)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
 
 
 def free_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from lifecycle.store import DONE, FAILED, RUNNING, SEEN, SUBMITTED, WAITING, Store, StoreError, database_url
-from testbed.stack import drop_postgres_database, ensure_postgres_database
-from tests.conftest import PG_BASE
+from tests.conftest import scratch_postgres_database
 
 DID = "cygno-data:LNF/run01001.mid.gz"
 
@@ -24,12 +22,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield database_url(None, tmp_path)
         return
-    url = database_url(f"{PG_BASE}/cygno_lifecycle_{uuid.uuid4().hex[:8]}", tmp_path)
-    ensure_postgres_database(url)
-    try:
+    with scratch_postgres_database("cygno_lifecycle", tmp_path) as url:
         yield url
-    finally:
-        drop_postgres_database(url)
 
 
 def test_claims_are_exactly_once_across_daemons_and_duplicate_sightings(url: str) -> None:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import time
 import tomllib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +20,9 @@ import requests
 import tomli_w
 from prometheus_client.parser import text_string_to_metric_families
 
-from lifecycle.store import Store, database_url
-from testbed.stack import Testbed, drop_postgres_database, ensure_postgres_database
-from tests.conftest import PG_BASE, free_port
+from lifecycle.store import Store
+from testbed.stack import Testbed
+from tests.conftest import free_port, scratch_postgres_database
 from tests.processing.conftest import CYGNO_DM, REGISTRAR, Runs, env_of, ingest_runs, random_base
 from tests.processing.test_reco_dids import corrupt_disk_replicas
 
@@ -44,12 +43,8 @@ def sqlite_runs(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> R
 
 @pytest.fixture
 def state_db(tmp_path: Path) -> Iterator[str]:
-    url = database_url(f"{PG_BASE}/cygno_lifecycle_{uuid.uuid4().hex[:8]}", tmp_path)
-    ensure_postgres_database(url)
-    try:
+    with scratch_postgres_database("cygno_lifecycle", tmp_path) as url:
         yield url
-    finally:
-        drop_postgres_database(url)
 
 
 def daemon(runs: Runs, state: Path, db: str, *args: str) -> subprocess.Popen:
