@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -108,7 +107,5 @@ def test_the_htcondor_submit_description_carries_only_the_spec_and_the_productio
     assert sub["MY.CygnoDid"] == '"cygno-data:LNF/run01001.mid.gz"'
     assert json.loads(spec_file.read_text())["rucio_config"] == "client-cygno-prod.cfg", "read in the scratch dir"
     assert "password" not in text.lower() and "token" not in text.lower()
-    started = time.monotonic()
     with pytest.raises(ExecutorError, match="no HTCondor pool reachable"):
         condor_submit(sub)
-    assert time.monotonic() - started < 60

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import queue
-import time
 import uuid
 
 import stomp
@@ -40,11 +39,9 @@ def test_a_hint_on_the_broker_reaches_the_daemon_within_seconds() -> None:
         conn.connect(broker.username, broker.password, wait=True)
         conn.send(broker.destination, hermes_body("transfer-submitted", "cygno-analysis", "RECO/a.h5"),
                   headers={"event_type": "transfer-submitted"})
-        sent = time.monotonic()
         conn.send(broker.destination, hermes_body("transfer-submitted", "cygno-data", "LNF/run01001.mid.gz"),
                   headers={"event_type": "transfer-submitted"})
         assert hints.get(timeout=10) == ("cygno-data", "LNF/run01001.mid.gz")
-        assert time.monotonic() - sent < 10
         assert hints.empty(), "the hint about another scope was dropped"
         conn.disconnect()
     finally:
