@@ -218,3 +218,28 @@ def test_key_cache_seed_and_bad_issuer_settings(tmp_path: Path, site: Site) -> N
     state = site.root.parent / "state"  # the running endpoint's
     assert "ofs.authlib ++ libXrdAccSciTokens.so config=" in (state / "xrootd.cfg").read_text()
     assert f"issuer = {site.idp.url}\nbase_path = {PREFIX}" in (state / "scitokens.cfg").read_text()
+
+
+def test_gfal2_copies_with_bearer_tokens(site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Rucio and the transfer service do with tokens: gfal2 upload, then an XRootD third-party pull."""
+    gfal2 = pytest.importorskip("gfal2")
+    monkeypatch.delenv("X509_USER_PROXY", raising=False)  # the token alone must do it
+    monkeypatch.setenv("X509_CERT_DIR", str(site.tls / "ca"))
+    src = tmp_path / "raw.bin"
+    src.write_bytes(b"raw data " * 1000)
+    dav = site.url.replace("https://", "davs://")
+    ctx = gfal2.creat_context()
+    ctx.cred_set(dav, gfal2.cred_new("BEARER", site.idp.token("daq")))
+    params = ctx.transfer_parameters()
+    params.create_parent = True
+    ctx.filecopy(params, f"file://{src}", f"{dav}{PREFIX}/cygno-data/gfal/raw.bin")
+    assert (site.root / "cygno/cygno-data/gfal/raw.bin").read_bytes() == src.read_bytes()
+    ctx.cred_set(dav, gfal2.cred_new("BEARER", site.idp.token("rucio")))
+    ctx.set_opt_string("HTTP PLUGIN", "DEFAULT_COPY_MODE", "3rd pull")
+    ctx.set_opt_boolean("HTTP PLUGIN", "ENABLE_FALLBACK_TPC_COPY", False)
+    ctx.filecopy(params, f"{dav}{PREFIX}/cygno-data/gfal/raw.bin", f"{dav}{PREFIX}/cygno-sim/gfal/copy.bin")
+    assert (site.root / "cygno/cygno-sim/gfal/copy.bin").read_bytes() == src.read_bytes()
+    ctx.cred_set(dav, gfal2.cred_new("BEARER", site.idp.token("reader")))
+    with pytest.raises(gfal2.GError):
+        ctx.filecopy(params, f"file://{src}", f"{dav}{PREFIX}/cygno-data/gfal/refused.bin")
+    assert not (site.root / "cygno/cygno-data/gfal/refused.bin").exists()
