@@ -144,11 +144,15 @@ def test_create_scope_writes_its_path_only(site: Site) -> None:
     assert call(site, "PUT", "/elsewhere.bin", token, data=b"x").status_code == 403
     assert not (site.root / "cygno/cygno-sim/run2/new.bin").exists() and not (site.root / "elsewhere.bin").exists()
     assert call(site, "DELETE", f"{PREFIX}/cygno-data/run2/new.bin", token).status_code == 403  # create != modify
+    assert call(site, "PUT", f"{PREFIX}/cygno-data/run2/new.bin", token, data=b"over").status_code == 403
+    assert (site.root / "cygno/cygno-data/run2/new.bin").read_bytes() == b"fresh"
 
 
-def test_modify_scope_deletes(site: Site) -> None:
+def test_modify_scope_overwrites_and_deletes(site: Site) -> None:
     put_file(site, "cygno-sim/run3/old.bin", b"old")
     token = site.idp.token("rucio")
+    assert call(site, "PUT", f"{PREFIX}/cygno-sim/run3/old.bin", token, data=b"new").status_code in (200, 201)
+    assert (site.root / "cygno/cygno-sim/run3/old.bin").read_bytes() == b"new"
     assert call(site, "DELETE", f"{PREFIX}/cygno-sim/run3/old.bin", token).status_code in (200, 204)
     assert not (site.root / "cygno/cygno-sim/run3/old.bin").exists()
 
