@@ -233,7 +233,8 @@ class Testbed:
                 url = f"{scheme}://{host}:{port}/"
                 argv = [py, "-m", "testbed.storage.webdav", "--host", host, "--port", str(port), "--root", root,
                         "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls,
-                        *(x for dn in self.writer_dns() for x in ("--writer-dn", dn))]
+                        *(x for dn in self.writer_dns() for x in ("--writer-dn", dn)),
+                        *self.token_args(), "--token-base-path", rse.prefix]
                 health = (lambda u: lambda: webdav_ready(u))(url)
             else:
                 secure = rse.endpoint.startswith(("https", "davs"))

@@ -164,3 +164,23 @@ def test_tokens_of_the_identity_provider_work_at_the_transfer_service_and_the_ta
                              headers={"Authorization": f"Bearer {daq}"})
     assert elsewhere.status_code == 403 and "storage.create" in elsewhere.json()["detail"]
     assert stat.S_IMODE(testbed.idp_clients.stat().st_mode) == 0o600
+
+
+def test_tokens_of_the_identity_provider_work_at_the_webdav_endpoint(testbed: Testbed) -> None:
+    """XRootD's SciTokens plugin: the DAQ account's token writes its raw scope only; certificates still write."""
+    ca = str(testbed.ca_dir / "ca.pem")
+    secrets = {c["client_id"]: c["client_secret"] for c in json.loads(testbed.idp_clients.read_text())["clients"]}
+    dav = next(r for r in testbed.profile.rses.values() if r.kind == "webdav")
+    base = dav.endpoint.replace("davs://", "https://")
+    r = requests.post(testbed.idp_url + "/token", verify=ca, timeout=10, auth=("rucio-daq", secrets["rucio-daq"]),
+                      data={"grant_type": "client_credentials", "audience": urlsplit(base).hostname})
+    assert r.status_code == 200, r.text
+    bearer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    target = f"{base}{dav.prefix}/cygno-data/token-probe-{uuid.uuid4().hex}.bin"
+    assert requests.put(target, data=b"t", headers=bearer, verify=ca, timeout=10).status_code in (200, 201)
+    assert requests.get(target, headers=bearer, verify=ca, timeout=10).content == b"t"
+    assert requests.delete(target, headers=bearer, verify=ca, timeout=10).status_code == 403  # no storage.modify
+    elsewhere = f"{base}{dav.prefix}/cygno-sim/token-probe.bin"
+    assert requests.put(elsewhere, data=b"t", headers=bearer, verify=ca, timeout=10).status_code == 403
+    rucio_cert = str(testbed.client_cert("service-rucio"))
+    assert requests.delete(target, cert=rucio_cert, verify=ca, timeout=10).status_code in (200, 204)
