@@ -303,7 +303,8 @@ def spot_light(
 ) -> np.ndarray:
     """Noise-weighted light of each cluster taken as one spot (sc_spotlight); sc_light when it is not compact.
 
-    In the (2 half + 1)^2 window around the cluster's centroid: the spot's covariance by adaptive
+    Compact: all the cluster's hits within half / 2 pixels (x and y) of its centroid. In the
+    (2 half + 1)^2 window around the centroid: the spot's covariance by adaptive
     Gaussian moments (started from the cluster's sigmas and axis), its amplitude A by a least-squares
     fit with a Gaussian weight twice as wide, then the light = sum over the window of
     w d + (1 - w) A g per pixel, where d = raw - mean - row offset, g the unit spot model, and
@@ -320,10 +321,13 @@ def spot_light(
     for c in range(nclu):
         if feats[c, F_NHITS] == 0:
             continue
-        if feats[c, F_XMAX] - feats[c, F_XMIN] > 2 * half or feats[c, F_YMAX] - feats[c, F_YMIN] > 2 * half:
-            continue
         cx = feats[c, F_XMEAN]
         cy = feats[c, F_YMEAN]
+        reach = max(
+            cx - feats[c, F_XMIN], feats[c, F_XMAX] - cx, cy - feats[c, F_YMIN], feats[c, F_YMAX] - cy
+        )
+        if reach > 0.5 * half:  # not compact: its hits must lie in the inner half of the window
+            continue
         i0 = max(int(np.floor(cy + 0.5)) - half, 0)
         i1 = min(int(np.floor(cy + 0.5)) + half + 1, height)
         j0 = max(int(np.floor(cx + 0.5)) - half, 0)

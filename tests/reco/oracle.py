@@ -238,9 +238,9 @@ def spot_light(vals, good, var, feats, cfg: RecoConfig) -> np.ndarray:
         return out
     hi, lo = max((half / 3) ** 2, 0.25), 0.25
     for c, f in enumerate(feats):
-        if f[2] == 0 or f[7] - f[6] > 2 * half or f[9] - f[8] > 2 * half:
-            continue
         cx, cy = f[4], f[5]
+        if f[2] == 0 or max(cx - f[6], f[7] - cx, cy - f[8], f[9] - cy) > half / 2:
+            continue
         yc, xc = int(np.floor(cy + 0.5)), int(np.floor(cx + 0.5))
         nh, nw = vals.shape
         win = np.s_[max(yc - half, 0) : min(yc + half + 1, nh), max(xc - half, 0) : min(xc + half + 1, nw)]
