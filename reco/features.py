@@ -303,7 +303,7 @@ def spot_light(
 ) -> np.ndarray:
     """Noise-weighted light of each cluster taken as one spot (sc_spotlight); sc_light when it is not compact.
 
-    Compact: all the cluster's hits within half / 2 pixels (x and y) of its centroid. In the
+    Compact: all the cluster's hits within `half` pixels (x and y) of its centroid. In the
     (2 half + 1)^2 window around the centroid: the spot's covariance by adaptive
     Gaussian moments (started from the cluster's sigmas and axis), its amplitude A by a least-squares
     fit with a Gaussian weight twice as wide, then the light = sum over the window of
@@ -326,7 +326,7 @@ def spot_light(
         reach = max(
             cx - feats[c, F_XMIN], feats[c, F_XMAX] - cx, cy - feats[c, F_YMIN], feats[c, F_YMAX] - cy
         )
-        if reach > 0.5 * half:  # not compact: its hits must lie in the inner half of the window
+        if reach > half:  # not compact: its hits must all lie in the window
             continue
         i0 = max(int(np.floor(cy + 0.5)) - half, 0)
         i1 = min(int(np.floor(cy + 0.5)) + half + 1, height)

@@ -239,7 +239,7 @@ def spot_light(vals, good, var, feats, cfg: RecoConfig) -> np.ndarray:
     hi, lo = max((half / 3) ** 2, 0.25), 0.25
     for c, f in enumerate(feats):
         cx, cy = f[4], f[5]
-        if f[2] == 0 or max(cx - f[6], f[7] - cx, cy - f[8], f[9] - cy) > half / 2:
+        if f[2] == 0 or max(cx - f[6], f[7] - cx, cy - f[8], f[9] - cy) > half:
             continue
         yc, xc = int(np.floor(cy + 0.5)), int(np.floor(cx + 0.5))
         nh, nw = vals.shape
