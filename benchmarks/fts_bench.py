@@ -82,68 +82,30 @@ class Stack:
         for s in self.s3:
             wait_up(f"http://{s['host']}:{s['port']}/")
         self.creds = workdir / "creds.json"
-        self.creds.write_text(
-            json.dumps(
-                {
-                    s["host"]: {"access_key": s["key"], "secret_key": s["secret"], "region": "us-east-1"}
-                    for s in self.s3
-                }
-            )
-        )
+        self.creds.write_text(json.dumps({s["host"]: {"access_key": s["key"], "secret_key": s["secret"],
+                                                      "region": "us-east-1"} for s in self.s3}))
         self.fts_port = free_port(args.fts_host)
         self.fts = f"https://{args.fts_host}:{self.fts_port}"
         tls = workdir / "tls"
         self.cert = str(ensure_client_cert(tls, "bench-user"))  # the service authenticates every request
         self.ca = str(tls / "ca" / "ca.pem")
-        self._spawn(
-            [
-                sys.executable,
-                "-m",
-                "testbed.fts",
-                "--host",
-                args.fts_host,
-                "--port",
-                str(self.fts_port),
-                "--db",
-                str(workdir / "fts.db"),
-                "--s3-credentials",
-                str(self.creds),
-                "--tls-dir",
-                str(tls),
-                *(x for s in self.s3 for x in ("--storage-endpoint", f"http://{s['host']}:{s['port']}")),
-                "--max-active",
-                str(args.concurrency),
-                "--max-per-link",
-                str(args.concurrency),
-                "--log-level",
-                "WARNING",
-            ],
-            "fts",
-        )
+        self._spawn([sys.executable, "-m", "testbed.fts", "--host", args.fts_host, "--port", str(self.fts_port),
+                     "--db", str(workdir / "fts.db"), "--s3-credentials", str(self.creds), "--tls-dir", str(tls),
+                     *(x for s in self.s3 for x in ("--storage-endpoint", f"http://{s['host']}:{s['port']}")),
+                     "--max-active", str(args.concurrency), "--max-per-link", str(args.concurrency),
+                     "--log-level", "WARNING"], "fts")
         wait_up(self.fts + "/health", verify=self.ca)
 
     def _spawn(self, argv: list[str], name: str) -> None:
         log_file = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
-        self.procs.append(
-            subprocess.Popen(
-                argv,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        )
+        self.procs.append(subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO,
+                                           env={**os.environ, "PYTHONPATH": str(REPO)}))
 
     def client(self, i: int) -> Any:
         """boto3 client of S3 server i."""
         s = self.s3[i]
-        return boto3.client(
-            "s3",
-            endpoint_url=f"http://{s['host']}:{s['port']}",
-            aws_access_key_id=s["key"],
-            aws_secret_access_key=s["secret"],
-            region_name="us-east-1",
-        )
+        return boto3.client("s3", endpoint_url=f"http://{s['host']}:{s['port']}", aws_access_key_id=s["key"],
+                            aws_secret_access_key=s["secret"], region_name="us-east-1")
 
     def url(self, i: int, bucket: str, key: str) -> str:
         """s3:// URL on server i."""
@@ -197,26 +159,14 @@ def gfal_copies(stack: Stack, src_bucket: str, dst_bucket: str, keys: list[str],
     return time.monotonic() - start
 
 
-def service_copies(
-    stack: Stack, src_bucket: str, dst_bucket: str, sums: dict[str, str], verify: bool
-) -> float:
+def service_copies(stack: Stack, src_bucket: str, dst_bucket: str, sums: dict[str, str], verify: bool) -> float:
     """One job with all keys through the service; returns seconds from submission to the terminal state."""
-    files = [
-        {
-            "sources": [stack.url(0, src_bucket, k)],
-            "destinations": [stack.url(1, dst_bucket, k)],
-            "checksum": f"ADLER32:{v}" if verify else None,
-        }
-        for k, v in sums.items()
-    ]
+    files = [{"sources": [stack.url(0, src_bucket, k)], "destinations": [stack.url(1, dst_bucket, k)],
+              "checksum": f"ADLER32:{v}" if verify else None} for k, v in sums.items()]
     start = time.monotonic()
-    r = requests.post(
-        stack.fts + "/jobs",
-        json={"files": files, "params": {"verify_checksum": "both" if verify else "none", "overwrite": True}},
-        timeout=60,
-        cert=stack.cert,
-        verify=stack.ca,
-    )
+    r = requests.post(stack.fts + "/jobs", json={"files": files, "params": {
+        "verify_checksum": "both" if verify else "none", "overwrite": True}}, timeout=60,
+        cert=stack.cert, verify=stack.ca)
     r.raise_for_status()
     job_id = r.json()["job_id"]
     while True:
@@ -242,47 +192,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             big = upload(stack, "big-src", args.big_count, args.big_size)
             total = args.big_count * args.big_size
             runs: dict[str, list[float]] = {"gfal2": [], "none": [], "adler32": []}
-            if (
-                args.warmup
-            ):  # the first writes into fresh buckets are slower on moto: keep them out of the timing
+            if args.warmup:  # the first writes into fresh buckets are slower on moto: keep them out of the timing
                 gfal_copies(stack, "big-src", "big-dst", list(big), args.concurrency)
             for _ in range(args.repeats):  # interleaved, so that drifts of the machine hit all three alike
                 runs["gfal2"].append(gfal_copies(stack, "big-src", "big-dst", list(big), args.concurrency))
                 runs["none"].append(service_copies(stack, "big-src", "big-dst", big, verify=False))
                 runs["adler32"].append(service_copies(stack, "big-src", "big-dst", big, verify=True))
             t_gfal, t_none, t_both = (statistics.median(runs[k]) for k in ("gfal2", "none", "adler32"))
-            results["big"] = {
-                "files": args.big_count,
-                "bytes_each": args.big_size,
-                "repeats": args.repeats,
-                "gfal2_MBps": total / t_gfal / 1e6,
-                "service_MBps": total / t_none / 1e6,
-                "service_adler32_MBps": total / t_both / 1e6,
-                "ratio_service_vs_gfal2": t_gfal / t_none,
-                "ratio_service_adler32_vs_gfal2": t_gfal / t_both,
-                "seconds": runs,
-            }
+            results["big"] = {"files": args.big_count, "bytes_each": args.big_size, "repeats": args.repeats,
+                              "gfal2_MBps": total / t_gfal / 1e6, "service_MBps": total / t_none / 1e6,
+                              "service_adler32_MBps": total / t_both / 1e6,
+                              "ratio_service_vs_gfal2": t_gfal / t_none,
+                              "ratio_service_adler32_vs_gfal2": t_gfal / t_both,
+                              "seconds": runs}
             small = upload(stack, "small-src", args.small_count, args.small_size)
             small_runs: dict[str, list[float]] = {"gfal2": [], "service": []}
             if args.warmup:
                 gfal_copies(stack, "small-src", "small-dst", list(small), args.concurrency)
             for _ in range(args.repeats):
-                small_runs["gfal2"].append(
-                    gfal_copies(stack, "small-src", "small-dst", list(small), args.concurrency)
-                )
-                small_runs["service"].append(
-                    service_copies(stack, "small-src", "small-dst", small, verify=True)
-                )
+                small_runs["gfal2"].append(gfal_copies(stack, "small-src", "small-dst", list(small), args.concurrency))
+                small_runs["service"].append(service_copies(stack, "small-src", "small-dst", small, verify=True))
             s_gfal, s_svc = (statistics.median(small_runs[k]) for k in ("gfal2", "service"))
-            results["small"] = {
-                "files": args.small_count,
-                "bytes_each": args.small_size,
-                "gfal2_ms_per_file": 1000 * s_gfal / args.small_count,
-                "service_ms_per_file": 1000 * s_svc / args.small_count,
-                "overhead_ms_per_file": 1000 * (s_svc - s_gfal) / args.small_count,
-                "ratio_service_vs_gfal2": s_gfal / s_svc,
-                "seconds": small_runs,
-            }
+            results["small"] = {"files": args.small_count, "bytes_each": args.small_size,
+                                "gfal2_ms_per_file": 1000 * s_gfal / args.small_count,
+                                "service_ms_per_file": 1000 * s_svc / args.small_count,
+                                "overhead_ms_per_file": 1000 * (s_svc - s_gfal) / args.small_count,
+                                "ratio_service_vs_gfal2": s_gfal / s_svc, "seconds": small_runs}
         finally:
             stack.close()
     return results
@@ -295,12 +230,8 @@ def main() -> None:
     p.add_argument("--big-size", type=size_arg, default=size_arg("50MB"))
     p.add_argument("--small-count", type=int, default=100)
     p.add_argument("--small-size", type=size_arg, default=size_arg("100kB"))
-    p.add_argument(
-        "--no-warmup",
-        dest="warmup",
-        action="store_false",
-        help="skip the untimed first pass that fills the destination buckets",
-    )
+    p.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the untimed first pass that fills the destination buckets")
     p.add_argument("--repeats", type=int, default=1, help="interleaved repetitions (medians are reported)")
     p.add_argument("--concurrency", type=int, default=2, help="service --max-active and gfal2 threads")
     p.add_argument("--s3-host-a", default="127.0.0.51")
@@ -311,23 +242,15 @@ def main() -> None:
     logging.getLogger("gfal2").setLevel(logging.WARNING)
     r = run(args)
     big, small = r["big"], r["small"]
-    print(
-        f"S3->S3 {big['files']} x {big['bytes_each'] / 1e6:.1f} MB, concurrency {r['concurrency']}, "
-        f"median of {big['repeats']}:"
-    )
+    print(f"S3->S3 {big['files']} x {big['bytes_each'] / 1e6:.1f} MB, concurrency {r['concurrency']}, "
+          f"median of {big['repeats']}:")
     print(f"  plain gfal2 (streamed)        {big['gfal2_MBps']:8.1f} MB/s")
-    print(
-        f"  service, no checksum          {big['service_MBps']:8.1f} MB/s   ratio {big['ratio_service_vs_gfal2']:.2f}"
-    )
-    print(
-        f"  service, ADLER32 verified     {big['service_adler32_MBps']:8.1f} MB/s   "
-        f"ratio {big['ratio_service_adler32_vs_gfal2']:.2f}"
-    )
+    print(f"  service, no checksum          {big['service_MBps']:8.1f} MB/s   ratio {big['ratio_service_vs_gfal2']:.2f}")
+    print(f"  service, ADLER32 verified     {big['service_adler32_MBps']:8.1f} MB/s   "
+          f"ratio {big['ratio_service_adler32_vs_gfal2']:.2f}")
     print(f"S3->S3 {small['files']} x {small['bytes_each'] / 1e3:.0f} kB:")
-    print(
-        f"  plain gfal2 {small['gfal2_ms_per_file']:.1f} ms/file, service {small['service_ms_per_file']:.1f} ms/file, "
-        f"overhead {small['overhead_ms_per_file']:.1f} ms/file (ratio {small['ratio_service_vs_gfal2']:.2f})"
-    )
+    print(f"  plain gfal2 {small['gfal2_ms_per_file']:.1f} ms/file, service {small['service_ms_per_file']:.1f} ms/file, "
+          f"overhead {small['overhead_ms_per_file']:.1f} ms/file (ratio {small['ratio_service_vs_gfal2']:.2f})")
     print(json.dumps(r))
 
 

@@ -49,9 +49,7 @@ def make_files(directory: Path, tag: str, first_run: int, count: int, mb: float)
     return files
 
 
-def run_ceiling(
-    tb: Testbed, files: list[Path], rse: str, workers: int, part_mb: int, parallel_parts: int
-) -> float:
+def run_ceiling(tb: Testbed, files: list[Path], rse: str, workers: int, part_mb: int, parallel_parts: int) -> float:
     """Seconds bare boto3 multipart uploads of `files` to the landing S3 endpoint take (scratch keys, removed)."""
     import boto3
     from boto3.s3.transfer import TransferConfig
@@ -63,34 +61,19 @@ def run_ceiling(
     if conf.kind != "s3":
         raise SystemExit(f"--rse {rse}: the ceiling column needs an S3 landing RSE")
     creds = conf.credentials
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=conf.endpoint,
-        aws_access_key_id=creds["access_key"],
-        aws_secret_access_key=creds["secret_key"],
-        region_name=creds.get("region", "us-east-1"),
-        verify=ca_bundle(str(tb.ca_dir)),
-        config=Config(
-            s3={"addressing_style": "path"},
-            max_pool_connections=workers * parallel_parts + 4,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
-    )
+    s3 = boto3.client("s3", endpoint_url=conf.endpoint, aws_access_key_id=creds["access_key"],
+                      aws_secret_access_key=creds["secret_key"], region_name=creds.get("region", "us-east-1"),
+                      verify=ca_bundle(str(tb.ca_dir)),
+                      config=Config(s3={"addressing_style": "path"}, max_pool_connections=workers * parallel_parts + 4,
+                                    request_checksum_calculation="when_required",
+                                    response_checksum_validation="when_required"))
     part = part_mb << 20
-    transfer = TransferConfig(
-        multipart_threshold=part + 1, multipart_chunksize=part, max_concurrency=parallel_parts
-    )
+    transfer = TransferConfig(multipart_threshold=part + 1, multipart_chunksize=part, max_concurrency=parallel_parts)
     prefix = f"bench-ceiling-{uuid.uuid4().hex[:8]}"
     keys = [f"{prefix}/{i}/{f.name}" for i, f in enumerate(files)]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        list(
-            pool.map(
-                lambda fk: s3.upload_file(str(fk[0]), SCOPE, fk[1], Config=transfer),
-                zip(files, keys, strict=True),
-            )
-        )
+        list(pool.map(lambda fk: s3.upload_file(str(fk[0]), SCOPE, fk[1], Config=transfer), zip(files, keys, strict=True)))
     seconds = time.perf_counter() - t0
     for key in keys:
         s3.delete_object(Bucket=SCOPE, Key=key)
@@ -100,30 +83,10 @@ def run_ceiling(
 def run_ingest(tb: Testbed, directory: Path, rse: str, args: argparse.Namespace) -> float:
     """Seconds `cygno-dm ingest run --once` takes to upload and register every file."""
     env = {**os.environ, **tb.env(DAQ), "CYGNO_DM_LOGLEVEL": "WARNING"}
-    argv = [
-        sys.executable,
-        "-m",
-        "cygno_dm.ingest",
-        "run",
-        "--watch",
-        str(directory),
-        "--rse",
-        rse,
-        "--journal",
-        str(directory / "journal.sqlite"),
-        "--settle",
-        "0",
-        "--keep-local",
-        "--once",
-        "--workers",
-        str(args.workers),
-        "--safety-poll",
-        "3600",
-        "--part-size-mb",
-        str(args.part_size_mb),
-        "--parallel-parts",
-        str(args.parallel_parts),
-    ]
+    argv = [sys.executable, "-m", "cygno_dm.ingest", "run", "--watch", str(directory), "--rse", rse,
+            "--journal", str(directory / "journal.sqlite"), "--settle", "0", "--keep-local", "--once",
+            "--workers", str(args.workers), "--safety-poll", "3600", "--part-size-mb", str(args.part_size_mb),
+            "--parallel-parts", str(args.parallel_parts)]
     t0 = time.perf_counter()
     rc = subprocess.run(argv, env=env, cwd=ROOT).returncode
     seconds = time.perf_counter() - t0
@@ -142,29 +105,12 @@ def run_rucio_upload(tb: Testbed, files: list[Path], tag: str, rse: str) -> floa
     t0 = time.perf_counter()
     for f in files:
         # --register-after-upload: the DAQ account may not flip replica states (the policy keeps that to admins)
-        subprocess.run(
-            [
-                rucio,
-                "upload",
-                "--rse",
-                rse,
-                "--scope",
-                SCOPE,
-                "--lfn",
-                f"{tag}/{f.name}",
-                "--register-after-upload",
-                str(f),
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        subprocess.run([rucio, "upload", "--rse", rse, "--scope", SCOPE, "--lfn", f"{tag}/{f.name}",
+                        "--register-after-upload", str(f)], env=env, check=True, capture_output=True)
     return time.perf_counter() - t0
 
 
-def case(
-    tb: Testbed, work: Path, label: str, count: int, mb: float, first_run: int, args: argparse.Namespace
-) -> None:
+def case(tb: Testbed, work: Path, label: str, count: int, mb: float, first_run: int, args: argparse.Namespace) -> None:
     """One size class: generate, time the three, print rates and ratios."""
     a = make_files(work / f"{label}-ingest", "LNF", first_run, count, mb)
     n_rucio = min(count, args.rucio_count or count)
@@ -174,22 +120,16 @@ def case(
     t_ingest = run_ingest(tb, work / f"{label}-ingest", args.rse, args)
     t_ceiling = run_ceiling(tb, a, args.rse, args.workers, args.part_size_mb, args.parallel_parts)
     t_rucio = run_rucio_upload(tb, b, "LNF", args.rse) if not args.no_rucio else float("nan")
-    print(
-        f"{label}: {count} x {mb:g} MB ({total_mb:.0f} MB) on {args.rse}, database "
-        f"{tb.settings.database.split(':')[0]}"
-    )
+    print(f"{label}: {count} x {mb:g} MB ({total_mb:.0f} MB) on {args.rse}, database "
+          f"{tb.settings.database.split(':')[0]}")
     rates = {}
-    for what, t, n, mbytes in (
-        ("cygno-dm ingest", t_ingest, count, total_mb),
-        ("rucio upload loop", t_rucio, n_rucio, rucio_mb),
-        ("boto3 ceiling", t_ceiling, count, total_mb),
-    ):
+    for what, t, n, mbytes in (("cygno-dm ingest", t_ingest, count, total_mb),
+                               ("rucio upload loop", t_rucio, n_rucio, rucio_mb),
+                               ("boto3 ceiling", t_ceiling, count, total_mb)):
         rates[what] = (mbytes / t, n / t)
         print(f"  {what:<18}: {n:5d} files {t:8.1f} s  {mbytes / t:8.1f} MB/s  {n / t:8.2f} files/s")
     ing, rucio, ceiling = rates["cygno-dm ingest"], rates["rucio upload loop"], rates["boto3 ceiling"]
-    print(
-        f"  ratio ingest/rucio: {ing[0] / rucio[0]:.2f}x   ratio ingest/ceiling: {ing[0] / ceiling[0]:.2f}x"
-    )
+    print(f"  ratio ingest/rucio: {ing[0] / rucio[0]:.2f}x   ratio ingest/ceiling: {ing[0] / ceiling[0]:.2f}x")
 
 
 def main() -> int:
@@ -204,16 +144,10 @@ def main() -> int:
     ap.add_argument("--small-mb", type=float, default=1)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--part-size-mb", type=int, default=64, help="S3 part size (the uploader's default)")
-    ap.add_argument(
-        "--parallel-parts", type=int, default=4, help="S3 parts in parallel (the uploader's default)"
-    )
+    ap.add_argument("--parallel-parts", type=int, default=4, help="S3 parts in parallel (the uploader's default)")
     ap.add_argument("--no-rucio", action="store_true", help="skip the (slow) rucio upload loop")
-    ap.add_argument(
-        "--rucio-count",
-        type=int,
-        help="files for the rucio upload loop (default: as many as ingested;"
-        " rates are per file, so fewer files keep the ratio)",
-    )
+    ap.add_argument("--rucio-count", type=int, help="files for the rucio upload loop (default: as many as ingested;"
+                    " rates are per file, so fewer files keep the ratio)")
     ap.add_argument("--only", choices=["big", "small"], help="run one case only")
     ap.add_argument("--first-run", type=int, default=int(time.time()) % 10**7 * 10)
     args = ap.parse_args()

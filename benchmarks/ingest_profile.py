@@ -52,7 +52,6 @@ class Timings:
                 return fn(*args, **kwargs)
             finally:
                 self.add(label, time.perf_counter() - t0)
-
         return timed
 
 
@@ -68,9 +67,7 @@ def instrumented(pipeline: Any) -> Iterator[None]:
     original_call = Catalog._call
 
     def call(self: Catalog, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return T.wrap(
-            f"rucio {getattr(fn, '__name__', fn)}", lambda: original_call(self, what, fn, *args, **kwargs)
-        )()
+        return T.wrap(f"rucio {getattr(fn, '__name__', fn)}", lambda: original_call(self, what, fn, *args, **kwargs))()
 
     Catalog._call = call  # type: ignore[method-assign]
     original_scan = pipeline_module.scan
@@ -95,9 +92,7 @@ def instrumented(pipeline: Any) -> Iterator[None]:
         pipeline_module.scan = original_scan
 
 
-def profile_file(
-    pipeline: Any, ingestor: Any, path: Path
-) -> list[tuple[str, float, dict[str, float], dict[str, int]]]:
+def profile_file(pipeline: Any, ingestor: Any, path: Path) -> list[tuple[str, float, dict[str, float], dict[str, int]]]:
     """Drive one file from SEEN to ATTACHED step by step, then time the disk verification of the SAFE step."""
     from cygno_dm.ingest.pipeline import sums_of
     from cygno_dm.ingest.states import State
@@ -109,14 +104,8 @@ def profile_file(
         T.reset()
         t0 = time.perf_counter()
         moved = pipeline.step(entry)
-        rows.append(
-            (
-                f"{entry.state} -> {moved.state if moved else 'waits'}",
-                time.perf_counter() - t0,
-                dict(T.spent),
-                dict(T.calls),
-            )
-        )
+        rows.append((f"{entry.state} -> {moved.state if moved else 'waits'}", time.perf_counter() - t0,
+                     dict(T.spent), dict(T.calls)))
         if moved is None:
             raise SystemExit(f"{entry.did} stopped in {entry.state}: {pipeline.journal.get(str(path))}")
         entry = moved
@@ -124,14 +113,8 @@ def profile_file(
     t0 = time.perf_counter()
     replicas = pipeline.catalog.replicas(entry.scope, entry.name)
     disk, why = pipeline.safety.disk_verified(entry.scope, entry.name, sums_of(entry), replicas)
-    rows.append(
-        (
-            f"SAFE check: disk copy on {disk}: {why}" if disk else f"SAFE check failed: {why}",
-            time.perf_counter() - t0,
-            dict(T.spent),
-            dict(T.calls),
-        )
-    )
+    rows.append((f"SAFE check: disk copy on {disk}: {why}" if disk else f"SAFE check failed: {why}", time.perf_counter() - t0, dict(T.spent),
+                 dict(T.calls)))
     return rows
 
 
@@ -139,11 +122,9 @@ def profile_batch(pipeline: Any, ingestor: Any) -> list[tuple[str, float, dict[s
     """One pass of the daemon over many files: the upload phase, the batched Rucio phase, the safety phase."""
     rows = []
     ingestor.discover()
-    phases = (
-        ("upload phase: SEEN -> UPLOADED, per file, in parallel", ingestor.upload_phase),
-        ("batched phase: UPLOADED -> ATTACHED, bulk Rucio calls", ingestor._batches),
-        ("safety phase: ATTACHED -> (waits for tape)", ingestor.safety_phase),
-    )
+    phases = (("upload phase: SEEN -> UPLOADED, per file, in parallel", ingestor.upload_phase),
+              ("batched phase: UPLOADED -> ATTACHED, bulk Rucio calls", ingestor._batches),
+              ("safety phase: ATTACHED -> (waits for tape)", ingestor.safety_phase))
     for label, phase in phases:
         T.reset()
         t0 = time.perf_counter()
@@ -154,18 +135,12 @@ def profile_batch(pipeline: Any, ingestor: Any) -> list[tuple[str, float, dict[s
 
 def report(label: str, size: int, rows: list[tuple[str, float, dict[str, float], dict[str, int]]]) -> None:
     total = sum(r[1] for r in rows)
-    print(
-        f"\n{label}: {size / 1e6:.1f} MB, {total:.3f} s through every state ({size / 1e6 / total:.1f} MB/s)"
-    )
+    print(f"\n{label}: {size / 1e6:.1f} MB, {total:.3f} s through every state ({size / 1e6 / total:.1f} MB/s)")
     for step, seconds, spent, calls in rows:
         print(f"  {step:<60} {seconds * 1000:9.1f} ms")
         for what, s in sorted(spent.items(), key=lambda kv: -kv[1]):
-            print(
-                f"      {what:<56} {s * 1000:9.1f} ms  ({calls[what]} call{'s' if calls[what] > 1 else ''})"
-            )
-        other = seconds - sum(
-            v for k, v in spent.items() if k != "storage stat" or "storage verify" not in spent
-        )
+            print(f"      {what:<56} {s * 1000:9.1f} ms  ({calls[what]} call{'s' if calls[what] > 1 else ''})")
+        other = seconds - sum(v for k, v in spent.items() if k != "storage stat" or "storage verify" not in spent)
         print(f"      {'journal + own code':<56} {other * 1000:9.1f} ms")
 
 
@@ -195,21 +170,11 @@ def main() -> int:
     profile = load_profile(None)
     with tempfile.TemporaryDirectory(prefix="ingest-profile-") as tmp:
         work = Path(tmp)
-        for label, mb, run in (
-            ("big", args.big_mb, args.first_run),
-            ("small", args.small_mb, args.first_run + 1),
-        ):
+        for label, mb, run in (("big", args.big_mb, args.first_run), ("small", args.small_mb, args.first_run + 1)):
             files = make_files(work / label, "LNF", run, 1, mb)
-            cfg = IngestConfig(
-                watch=[WatchDir.parse(str(work / label))],
-                rse=args.rse,
-                scope=profile.scopes.raw[0],
-                account=DAQ,
-                journal=work / f"{label}.sqlite",
-                settle=0,
-                safety_poll=3600,
-                delete_local=False,
-            )
+            cfg = IngestConfig(watch=[WatchDir.parse(str(work / label))], rse=args.rse, scope=profile.scopes.raw[0],
+                               account=DAQ, journal=work / f"{label}.sqlite", settle=0, safety_poll=3600,
+                               delete_local=False)
             pipeline = Pipeline(profile, cfg, Journal(cfg.journal), Catalog(rucio_client_factory(DAQ), DAQ))
             with instrumented(pipeline):
                 pipeline.catalog.rse_info(args.rse)  # RSE settings are cached once per process: not per file
@@ -217,25 +182,14 @@ def main() -> int:
             report(label, files[0].stat().st_size, rows)
         if args.batch:
             files = make_files(work / "batch", "LNF", args.first_run + 2, args.batch, args.small_mb)
-            cfg = IngestConfig(
-                watch=[WatchDir.parse(str(work / "batch"))],
-                rse=args.rse,
-                scope=profile.scopes.raw[0],
-                account=DAQ,
-                journal=work / "batch.sqlite",
-                settle=0,
-                safety_poll=3600,
-                delete_local=False,
-                workers=args.workers,
-            )
+            cfg = IngestConfig(watch=[WatchDir.parse(str(work / "batch"))], rse=args.rse,
+                               scope=profile.scopes.raw[0], account=DAQ, journal=work / "batch.sqlite", settle=0,
+                               safety_poll=3600, delete_local=False, workers=args.workers)
             pipeline = Pipeline(profile, cfg, Journal(cfg.journal), Catalog(rucio_client_factory(DAQ), DAQ))
             with instrumented(pipeline):
                 rows = profile_batch(pipeline, Ingestor(pipeline))
-            report(
-                f"one pass over {args.batch} small files, {args.workers} workers (call times summed over threads)",
-                sum(f.stat().st_size for f in files),
-                rows,
-            )
+            report(f"one pass over {args.batch} small files, {args.workers} workers (call times summed over threads)",
+                   sum(f.stat().st_size for f in files), rows)
     return 0
 
 

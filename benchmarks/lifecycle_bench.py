@@ -40,80 +40,32 @@ def ingest(tb: Testbed, work: Path, runs: list[tuple[int, str, int]], frames: in
     daq = work / f"daq{runs[0][0]}" / TAG
     daq.mkdir(parents=True)
     for run, kind, events in runs:
-        made = simulate(
-            work / "sim" / str(run),
-            SimConfig(
-                height=256,
-                width=256,
-                n_frames=frames,
-                pedestal_frames=8,
-                seed=run,
-                run=run + 1 if kind == "pedestal" else run,
-            ),
-            fmt="midas",
-        )
+        made = simulate(work / "sim" / str(run), SimConfig(height=256, width=256, n_frames=frames, pedestal_frames=8,
+                                                            seed=run, run=run + 1 if kind == "pedestal" else run),
+                        fmt="midas")
         dest = daq / f"run{run:06d}.mid.gz"
         shutil.copyfile(made.pedestal_run if kind == "pedestal" else made.run, dest)
-        dest.with_name(dest.name + ".json").write_text(
-            json.dumps(
-                {
-                    "run_number": run,
-                    "number_of_events": events,
-                    "run_type": kind,
-                    "start_time": "2026-11-20T10:00:00",
-                    "stop_time": "2026-11-20T10:30:00",
-                }
-            )
-        )
+        dest.with_name(dest.name + ".json").write_text(json.dumps(
+            {"run_number": run, "number_of_events": events, "run_type": kind,
+             "start_time": "2026-11-20T10:00:00", "stop_time": "2026-11-20T10:30:00"}))
     daq_account = tb.profile.accounts_with("daq")[0].name
-    res = subprocess.run(
-        [
-            CYGNO_DM,
-            "ingest",
-            "run",
-            "--watch",
-            f"{TAG}={daq}",
-            "--once",
-            "--settle",
-            "0",
-            "--keep-local",
-            "--journal",
-            str(daq.parent / "journal.sqlite"),
-        ],
-        env={**os.environ, **tb.env(daq_account)},
-        capture_output=True,
-        text=True,
-    )
+    res = subprocess.run([CYGNO_DM, "ingest", "run", "--watch", f"{TAG}={daq}", "--once", "--settle", "0",
+                          "--keep-local", "--journal", str(daq.parent / "journal.sqlite")],
+                         env={**os.environ, **tb.env(daq_account)}, capture_output=True, text=True)
     if res.returncode not in (0, 3):
         raise SystemExit(f"ingest failed:\n{res.stderr[-2000:]}")
 
 
-def measure(
-    tb: Testbed, work: Path, label: str, first: int, count: int, frames: int, extra: list[str]
-) -> list:
+def measure(tb: Testbed, work: Path, label: str, first: int, count: int, frames: int, extra: list[str]) -> list:
     """Start a daemon, upload its pedestal run and then `count` runs one at a time; per run (latency, reaction)."""
     prod = tb.profile.accounts_with("production")[0].name
     state = work / label
     store = Store(database_url(None, state))
     log = open(work / f"{label}.log", "wb")
-    daemon = subprocess.Popen(
-        [
-            CYGNO_DM,
-            "-v",
-            "lifecycle",
-            "run",
-            "--state-dir",
-            str(state),
-            "--filter",
-            f"run_number>={first},run_number<={first + count}",
-            "--job-rucio-config",
-            str(tb.client_cfg(prod)),
-            *extra,
-        ],
-        env={**os.environ, **tb.env(prod)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    daemon = subprocess.Popen([CYGNO_DM, "-v", "lifecycle", "run", "--state-dir", str(state), "--filter",
+                               f"run_number>={first},run_number<={first + count}", "--job-rucio-config",
+                               str(tb.client_cfg(prod)), *extra], env={**os.environ, **tb.env(prod)},
+                              stdout=log, stderr=subprocess.STDOUT)
     client = tb.client("root")
     scope = tb.profile.scopes.raw[0]
     out_scope, version = register.output_scope(tb.profile), register.reco_version(tb.profile, RecoConfig())
@@ -121,36 +73,22 @@ def measure(
     results = []
     try:
         ingest(tb, work, [(first, "pedestal", 150)], 10)
-        while (
-            row := store.get(f"{scope}:{TAG}/run{first:06d}.mid.gz", campaign)
-        ) is None or row.state != "done":
+        while (row := store.get(f"{scope}:{TAG}/run{first:06d}.mid.gz", campaign)) is None or row.state != "done":
             time.sleep(0.5)
         for run in range(first + 1, first + 1 + count):
             ingest(tb, work, [(run, "physics", frames)], frames)
             name = f"{TAG}/run{run:06d}.mid.gz"
             created = client.get_did(scope, name)["created_at"]
-            registered = (
-                (
-                    created
-                    if isinstance(created, datetime)
-                    else datetime.strptime(created, "%a, %d %b %Y %H:%M:%S %Z")
-                )
-                .replace(tzinfo=UTC)
-                .timestamp()
-            )
+            registered = (created if isinstance(created, datetime) else datetime.strptime(
+                created, "%a, %d %b %Y %H:%M:%S %Z")).replace(tzinfo=UTC).timestamp()
             out_name = register.reco_name(version, TAG, f"{run:06d}")
-            while not any(
-                r["states"] for r in client.list_replicas([{"scope": out_scope, "name": out_name}])
-            ):
+            while not any(r["states"] for r in client.list_replicas([{"scope": out_scope, "name": out_name}])):
                 time.sleep(0.2)
             done = time.time()
             row = store.get(f"{scope}:{name}", campaign)
             results.append((done - registered, row.submitted_at - registered))
-            print(
-                f"  {label}: run {run}: {done - registered:5.1f} s to the output, daemon reacted in "
-                f"{row.submitted_at - registered:5.1f} s",
-                flush=True,
-            )
+            print(f"  {label}: run {run}: {done - registered:5.1f} s to the output, daemon reacted in "
+                  f"{row.submitted_at - registered:5.1f} s", flush=True)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=120)
@@ -173,25 +111,13 @@ def main() -> int:
     base = random.Random().randrange(100, 900) * 1000
     try:
         hints = measure(tb, work, "hints", base, args.runs, args.frames, ["--interval", "600"])
-        baseline = measure(
-            tb,
-            work,
-            "reconcile-only",
-            base + 500,
-            args.runs,
-            args.frames,
-            ["--no-hints", "--interval", str(args.interval)],
-        )
+        baseline = measure(tb, work, "reconcile-only", base + 500, args.runs, args.frames,
+                           ["--no-hints", "--interval", str(args.interval)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for label, rows in (
-        ("with Hermes hints", hints),
-        (f"reconciliation every {args.interval:.0f} s", baseline),
-    ):
-        print(
-            f"{label}: median arrival-to-output {statistics.median(r[0] for r in rows):.1f} s, "
-            f"median reaction {statistics.median(r[1] for r in rows):.1f} s ({len(rows)} runs, {args.frames} frames)"
-        )
+    for label, rows in (("with Hermes hints", hints), (f"reconciliation every {args.interval:.0f} s", baseline)):
+        print(f"{label}: median arrival-to-output {statistics.median(r[0] for r in rows):.1f} s, "
+              f"median reaction {statistics.median(r[1] for r in rows):.1f} s ({len(rows)} runs, {args.frames} frames)")
     ratio = statistics.median(r[0] for r in baseline) / statistics.median(r[0] for r in hints)
     print(f"hints are {ratio:.2f}x faster than reconciliation alone (goal: <= 60 s median, <= 10 s reaction)")
     return 0

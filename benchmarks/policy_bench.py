@@ -49,11 +49,8 @@ def load(tb, datasets: int, files: int, chunk: int = 50_000) -> str:
     dids, contents, rules = [], [], []
 
     def flush(force: bool = False) -> None:
-        for model, rows in (
-            (models.DataIdentifier, dids),
-            (models.DataIdentifierAssociation, contents),
-            (models.ReplicationRule, rules),
-        ):
+        for model, rows in ((models.DataIdentifier, dids), (models.DataIdentifierAssociation, contents),
+                            (models.ReplicationRule, rules)):
             if rows and (force or len(rows) >= chunk):
                 session.execute(insert(model), rows)
                 rows.clear()
@@ -61,69 +58,25 @@ def load(tb, datasets: int, files: int, chunk: int = 50_000) -> str:
 
     for d in range(datasets):
         ds = f"{prefix}-{d:05d}"
-        dids.append(
-            {
-                "scope": scope,
-                "name": ds,
-                "account": account,
-                "did_type": DIDType.DATASET,
-                "is_open": False,
-                "length": files,
-                "bytes": files * 10**8,
-            }
-        )
+        dids.append({"scope": scope, "name": ds, "account": account, "did_type": DIDType.DATASET, "is_open": False,
+                     "length": files, "bytes": files * 10**8})
         for f in range(files):
             name = f"LNGS/run9{tag}{d:05d}{f:03d}.mid.gz"  # run numbers above every real one
-            dids.append(
-                {
-                    "scope": scope,
-                    "name": name,
-                    "account": account,
-                    "did_type": DIDType.FILE,
-                    "bytes": 10**8,
-                    "adler32": "0a0b0c0d",
-                }
-            )
-            contents.append(
-                {
-                    "scope": scope,
-                    "name": ds,
-                    "child_scope": scope,
-                    "child_name": name,
-                    "did_type": DIDType.DATASET,
-                    "child_type": DIDType.FILE,
-                    "bytes": 10**8,
-                    "adler32": "0a0b0c0d",
-                }
-            )
+            dids.append({"scope": scope, "name": name, "account": account, "did_type": DIDType.FILE,
+                         "bytes": 10**8, "adler32": "0a0b0c0d"})
+            contents.append({"scope": scope, "name": ds, "child_scope": scope, "child_name": name,
+                             "did_type": DIDType.DATASET, "child_type": DIDType.FILE, "bytes": 10**8,
+                             "adler32": "0a0b0c0d"})
         wanted = policy if d % 20 != 7 else policy[:-1]  # 5%: the last rule is missing
-        extra = (
-            [("BACKBONE_USERDISK", 1, None)] if d % 20 == 13 else []
-        )  # 5%: a rule the policy does not want
+        extra = [("BACKBONE_USERDISK", 1, None)] if d % 20 == 13 else []  # 5%: a rule the policy does not want
         for expr, copies, days in [(r.rse_expression, r.copies, r.lifetime_days) for r in wanted] + extra:
-            rules.append(
-                {
-                    "id": uuid.uuid4().hex,
-                    "account": account,
-                    "scope": scope,
-                    "name": ds,
-                    "did_type": DIDType.DATASET,
-                    "state": RuleState.OK,
-                    "rse_expression": expr,
-                    "copies": copies,
-                    "locked": False,
-                    "grouping": RuleGrouping.DATASET,
-                    "notification": RuleNotification.NO,
-                    "purge_replicas": False,
-                    "ignore_availability": False,
-                    "ignore_account_limit": False,
-                    "split_container": False,
-                    "comments": COMMENT,
-                    "created_at": now,
-                    "updated_at": now,
-                    "expires_at": now + dt.timedelta(days=days) if days else None,
-                }
-            )
+            rules.append({"id": uuid.uuid4().hex, "account": account, "scope": scope, "name": ds,
+                          "did_type": DIDType.DATASET, "state": RuleState.OK, "rse_expression": expr,
+                          "copies": copies, "locked": False, "grouping": RuleGrouping.DATASET,
+                          "notification": RuleNotification.NO, "purge_replicas": False, "ignore_availability": False,
+                          "ignore_account_limit": False, "split_container": False, "comments": COMMENT,
+                          "created_at": now, "updated_at": now,
+                          "expires_at": now + dt.timedelta(days=days) if days else None})
         if len(dids) >= chunk:
             flush()
     flush(force=True)
@@ -134,9 +87,7 @@ def load(tb, datasets: int, files: int, chunk: int = 50_000) -> str:
 def main() -> int:
     """Load, plan, baseline, apply; print times and ratios."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--state", type=Path, default=None, help="a running testbed (default: a fresh PostgreSQL one)"
-    )
+    ap.add_argument("--state", type=Path, default=None, help="a running testbed (default: a fresh PostgreSQL one)")
     ap.add_argument("--datasets", type=int, default=10_000)
     ap.add_argument("--files", type=int, default=100, help="files per dataset")
     ap.add_argument("--sample", type=int, default=300, help="datasets timed one round trip each (baseline)")
@@ -155,38 +106,30 @@ def main() -> int:
     with testbed as tb:
         t0 = time.perf_counter()
         prefix = load(tb, args.datasets, args.files)
-        print(
-            f"loaded {args.datasets} datasets / {args.datasets * args.files} files in "
-            f"{time.perf_counter() - t0:.1f}s ({tb.settings.database.split(':')[0]})"
-        )
+        print(f"loaded {args.datasets} datasets / {args.datasets * args.files} files in "
+              f"{time.perf_counter() - t0:.1f}s ({tb.settings.database.split(':')[0]})")
         client = tb.client("root")
         t0 = time.perf_counter()
         diffs = [d for d in replication.plan(client, tb.profile) if d.name.startswith(prefix)]
         plan_s = time.perf_counter() - t0
         kinds = {k: sum(d.kind == k for d in diffs) for k in sorted({d.kind for d in diffs})}
         print(f"policy plan: {plan_s:.1f}s for {args.datasets} datasets ({kinds}); goal <= 60 s")
-        expected = {
-            "missing": args.datasets // 20 + (args.datasets % 20 > 7),
-            "unwanted": args.datasets // 20 + (args.datasets % 20 > 13),
-        }
+        expected = {"missing": args.datasets // 20 + (args.datasets % 20 > 7),
+                    "unwanted": args.datasets // 20 + (args.datasets % 20 > 13)}
         assert kinds == expected, (kinds, expected)
         names = [f"{prefix}-{d:05d}" for d in range(min(args.sample, args.datasets))]
         t0 = time.perf_counter()
         for name in names:
             list(client.list_did_rules(SCOPE, name))
         per = (time.perf_counter() - t0) / len(names)
-        print(
-            f"baseline: one list_did_rules per dataset: {per * 1000:.1f} ms each, "
-            f"{per * args.datasets:.1f}s for {args.datasets} datasets; plan is {per * args.datasets / plan_s:.1f}x "
-            "faster"
-        )
-        todo = diffs[: args.apply]
+        print(f"baseline: one list_did_rules per dataset: {per * 1000:.1f} ms each, "
+              f"{per * args.datasets:.1f}s for {args.datasets} datasets; plan is {per * args.datasets / plan_s:.1f}x "
+              "faster")
+        todo = diffs[:args.apply]
         t0 = time.perf_counter()
         summary = replication.apply(client, todo, "root", batch=100)
         apply_s = time.perf_counter() - t0
-        print(
-            f"policy apply: {len(todo)} differences in {apply_s:.1f}s ({len(todo) / apply_s:.1f}/s): {summary}"
-        )
+        print(f"policy apply: {len(todo)} differences in {apply_s:.1f}s ({len(todo) / apply_s:.1f}/s): {summary}")
     return 0
 
 

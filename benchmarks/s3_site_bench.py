@@ -50,31 +50,18 @@ def start(argv: list[str], url: str, log: Path) -> subprocess.Popen:
 
 
 def client(endpoint: str, threads: int, verify: str | bool) -> object:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        region_name="us-east-1",
-        verify=verify,
-        config=Config(
-            s3={"addressing_style": "path"},
-            max_pool_connections=threads * 4 + 4,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
-    )
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                        region_name="us-east-1", verify=verify,
+                        config=Config(s3={"addressing_style": "path"}, max_pool_connections=threads * 4 + 4,
+                                      request_checksum_calculation="when_required",
+                                      response_checksum_validation="when_required"))
 
 
 def measure(s3, small: list[bytes], big: Path, threads: int, part_mb: int) -> tuple[float, float]:
     """(files/s of the small PUTs, MB/s of the big multipart uploads)."""
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        list(
-            pool.map(
-                lambda ib: s3.put_object(Bucket=BUCKET, Key=f"small/{ib[0]}", Body=ib[1]), enumerate(small)
-            )
-        )
+        list(pool.map(lambda ib: s3.put_object(Bucket=BUCKET, Key=f"small/{ib[0]}", Body=ib[1]), enumerate(small)))
     fps = len(small) / (time.perf_counter() - t0)
     part = part_mb << 20
     transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=4)
@@ -104,38 +91,15 @@ def main() -> int:
                 f.write(os.urandom(1 << 20))
         _, _, ca_dir = ensure_host_cert(work / "tls", HOST)
         ports = [free_port(HOST) for _ in range(3)]
-        site = [
-            sys.executable,
-            "-m",
-            "testbed.storage.s3",
-            "--host",
-            HOST,
-            "--access-key",
-            KEY,
-            "--secret-key",
-            SECRET,
-            "--bucket",
-            BUCKET,
-            "--log-level",
-            "WARNING",
-        ]
+        site = [sys.executable, "-m", "testbed.storage.s3", "--host", HOST, "--access-key", KEY,
+                "--secret-key", SECRET, "--bucket", BUCKET, "--log-level", "WARNING"]
         servers = {
-            "moto alone (http)": (
-                [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(ports[0])],
-                f"http://{HOST}:{ports[0]}",
-                False,
-            ),
-            "testbed site (http)": (
-                site + ["--port", str(ports[1]), "--state-dir", str(work / "s1")],
-                f"http://{HOST}:{ports[1]}",
-                False,
-            ),
-            "testbed site (https)": (
-                site
-                + ["--port", str(ports[2]), "--state-dir", str(work / "s2"), "--tls-dir", str(work / "tls")],
-                f"https://{HOST}:{ports[2]}",
-                None,
-            ),
+            "moto alone (http)": ([sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(ports[0])],
+                                  f"http://{HOST}:{ports[0]}", False),
+            "testbed site (http)": (site + ["--port", str(ports[1]), "--state-dir", str(work / "s1")],
+                                    f"http://{HOST}:{ports[1]}", False),
+            "testbed site (https)": (site + ["--port", str(ports[2]), "--state-dir", str(work / "s2"),
+                                             "--tls-dir", str(work / "tls")], f"https://{HOST}:{ports[2]}", None),
         }
         results = {}
         for name, (argv, url, verify) in servers.items():
@@ -149,14 +113,10 @@ def main() -> int:
                 proc.terminate()
                 proc.wait(30)
         base = results["moto alone (http)"]
-        print(
-            f"{args.small_count} x {args.small_mb:g} MB PUTs and {args.big_mb} MB multipart "
-            f"({args.part_size_mb} MiB parts), {args.threads} threads"
-        )
+        print(f"{args.small_count} x {args.small_mb:g} MB PUTs and {args.big_mb} MB multipart "
+              f"({args.part_size_mb} MiB parts), {args.threads} threads")
         for name, (fps, mbs) in results.items():
-            print(
-                f"  {name:<22} {fps:8.1f} files/s ({fps / base[0]:.2f}x)   {mbs:8.1f} MB/s ({mbs / base[1]:.2f}x)"
-            )
+            print(f"  {name:<22} {fps:8.1f} files/s ({fps / base[0]:.2f}x)   {mbs:8.1f} MB/s ({mbs / base[1]:.2f}x)")
     return 0
 
 
