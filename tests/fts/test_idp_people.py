@@ -141,7 +141,8 @@ def test_refusals_of_the_device_flow(idp: Idp) -> None:
     assert device.poll("made-up").json()["error"] == "invalid_request"
 
 
-def test_oidc_agent_gets_and_refreshes_tokens_unchanged(idp: Idp, tmp_path: Path) -> None:
+def test_oidc_agent_gets_and_refreshes_tokens_unchanged(idp: Idp, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """What a physicist or the DAQ does: `oidc-gen --flow=device`, approve in a browser, then `oidc-token`."""
     home = tmp_path / "home"
     home.mkdir()
@@ -174,8 +175,59 @@ def test_oidc_agent_gets_and_refreshes_tokens_unchanged(idp: Idp, tmp_path: Path
         second = subprocess.run(["oidc-token", "alice"], env=env, capture_output=True, text=True, timeout=30)
         assert second.returncode == 0 and second.stdout.strip() != first.stdout.strip(), second.stderr
         assert verifier(second.stdout.strip()).subject == "alice"
+        # The uploader's token source over oidc-agent: a token for the storage host, valid for its margin.
+        from cygno_dm.tokens import OidcAgent
+
+        monkeypatch.setenv("OIDC_SOCK", env["OIDC_SOCK"])
+        token = OidcAgent("alice", margin=1.0).token(TAPE_HOST)
+        assert verifier(token).subject == "alice" and claims(token)["exp"] - time.time() > 1.0
     finally:
         if gen.poll() is None:
             gen.kill()
         if "OIDCD_PID" in env:
             os.kill(int(env["OIDCD_PID"]), signal.SIGTERM)
+
+
+def refresh_token_of_alice(idp: Idp) -> str:
+    """A refresh token of alice's device-flow grant (what oidc-agent or a notebook keeps)."""
+    device = Device(idp)
+    codes = device.start(f"openid offline_access {READ}")
+    assert approve(idp, codes["user_code"]).ok
+    time.sleep(1.1)
+    got = device.poll(codes["device_code"])
+    assert got.status_code == 200, got.text
+    return got.json()["refresh_token"]
+
+
+def test_a_refresh_token_file_gives_fresh_tokens_and_follows_rotation(idp: Idp, tmp_path: Path) -> None:
+    from cygno_dm.tokens import RefreshTokenFile, TokenError, token_source
+
+    first_rt = refresh_token_of_alice(idp)
+    path = tmp_path / "alice.token"
+    config = {"issuer": idp.url, "client_id": "cli", "client_secret": "cli-secret", "refresh_token": first_rt,
+              "ca": idp.tls.ca}
+    path.write_text(json.dumps(config))
+    path.chmod(0o644)
+    with pytest.raises(TokenError, match=r"mode 0644; a refresh token file must be 0600"):
+        token_source(f"file:{path}")
+    path.chmod(0o600)
+    source = token_source(f"file:{path}", margin=1.0)
+    verifier = WlcgTokenVerifier(idp.url, TAPE_HOST, required_scope=READ, ca=idp.tls.ca)
+    one = source.token(TAPE_HOST)
+    assert verifier(one).subject == "alice" and source.token(TAPE_HOST) == one  # cached while fresh
+    rotated = json.loads(path.read_text())["refresh_token"]
+    assert rotated != first_rt and path.stat().st_mode & 0o777 == 0o600  # the rotated one is kept, 0600
+    wait_for(lambda: claims(one)["exp"] - time.time() < 1.0, 10, what="the token to be within its margin")
+    two = source.token(TAPE_HOST)
+    assert two != one and verifier(two).subject == "alice"
+    # A refresh token the issuer no longer honours (the first one, rotated away): one line, no token in it.
+    path.write_text(json.dumps(config))
+    with pytest.raises(TokenError) as refused:
+        RefreshTokenFile(path).token(TAPE_HOST)
+    assert "the issuer refused the refresh token: invalid_grant" in str(refused.value)
+    assert first_rt not in str(refused.value) and "\n" not in str(refused.value)
+    path.write_text(json.dumps({**config, "client_secret": ""}))
+    with pytest.raises(TokenError, match="client_secret: required"):
+        RefreshTokenFile(path)
+    with pytest.raises(TokenError, match="expected oidc-agent:ACCOUNT or file:PATH"):
+        token_source("vault:alice")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ import requests
 from conftest import REPO, Server, free_port, python_module
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from werkzeug.security import generate_password_hash
 
 from testbed.private import write_private
 from testbed.storage import webdav_ready
@@ -39,6 +41,14 @@ CLIENTS = {  # id: (scopes, audiences, lifetime)
 }
 
 
+# A person (a DAQ expert's oidc-agent or refresh-token file) whose tokens live 2 s: the uploader must renew them.
+PEOPLE = {"client_id": "people", "client_secret": "people-secret", "lifetime": 2, "audiences": [HOST],
+          "scopes": ["openid", "offline_access", "storage.read:/cygno-data", "storage.create:/cygno-data"],
+          "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"]}
+PERSON = {"username": "dana", "password_hash": generate_password_hash("dana-pw"), "groups": ["/cygno/daq"],
+          "scopes": ["storage.read:/cygno-data", "storage.create:/cygno-data"]}
+
+
 class Idp:
     """`python -m testbed.idp` over https with the endpoint's CA; a second one with the same key is another issuer."""
 
@@ -46,7 +56,8 @@ class Idp:
         self.tls, self.port = tls, free_port(IDP_HOST)
         config = {"lifetime": 600, "clients": [
             {"client_id": cid, "client_secret": f"{cid}-secret", "scopes": scopes, "audiences": auds,
-             **({"lifetime": life} if life else {})} for cid, (scopes, auds, life) in CLIENTS.items()]}
+             **({"lifetime": life} if life else {})} for cid, (scopes, auds, life) in CLIENTS.items()] + [PEOPLE],
+            "people": [PERSON]}
         write_private(workdir / "idp.json", json.dumps(config))
         argv = python_module("testbed.idp", "--host", IDP_HOST, "--port", str(self.port), "--config",
                              str(workdir / "idp.json"), "--key", str(keys), "--tls-dir", str(tls))
@@ -247,3 +258,49 @@ def test_gfal2_copies_with_bearer_tokens(site: Site, tmp_path: Path, monkeypatch
     with pytest.raises(gfal2.GError):
         ctx.filecopy(params, f"file://{src}", f"{dav}{PREFIX}/cygno-data/gfal/refused.bin")
     assert not (site.root / "cygno/cygno-data/gfal/refused.bin").exists()
+
+
+def refresh_token_file(site: Site, path: Path) -> Path:
+    """dana's device-flow grant, kept as the uploader's 0600 refresh-token file."""
+    ca, auth = str(site.tls / "ca" / "ca.pem"), ("people", "people-secret")
+    codes = requests.post(site.idp.url + "/devicecode", auth=auth, verify=ca, timeout=10,
+                          data={"scope": "offline_access storage.read:/cygno-data storage.create:/cygno-data"}).json()
+    assert requests.post(site.idp.url + "/device", verify=ca, timeout=10, data={
+        "user_code": codes["user_code"], "username": "dana", "password": "dana-pw"}).ok
+    time.sleep(1.1)
+    got = requests.post(site.idp.url + "/token", auth=auth, verify=ca, timeout=10, data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": codes["device_code"]})
+    assert got.status_code == 200, got.text
+    write_private(path, json.dumps({"issuer": site.idp.url, "client_id": "people", "client_secret": "people-secret",
+                                    "refresh_token": got.json()["refresh_token"], "ca": ca}))
+    return path
+
+
+def test_the_uploader_storage_renews_its_tokens_across_expiry(site: Site, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAQ uploader's gfal2 storage with a refresh-token file and no certificate: tokens live 2 s, uploads and
+    checks spread over longer than that all pass, each request with a token that is still valid."""
+    from cygno_dm.ingest.checksums import scan
+    from cygno_dm.ingest.davs import GfalStorage
+    from cygno_dm.ingest.storage import StorageError
+    from cygno_dm.tokens import RefreshTokenFile
+
+    monkeypatch.delenv("X509_USER_PROXY", raising=False)  # the token alone must do it
+    monkeypatch.setenv("X509_CERT_DIR", str(site.tls / "ca"))
+    tokens = RefreshTokenFile(refresh_token_file(site, tmp_path / "dana" / "token.json"), margin=0.5)
+    store = GfalStorage(tokens=tokens)
+    dav = site.url.replace("https://", "davs://")
+    seen = set()
+    for i in range(3):
+        src = tmp_path / f"run{i}.mid.gz"
+        src.write_bytes(bytes([i]) * 300_000)
+        sums = scan(src, gzip=False)
+        pfn = f"{dav}{PREFIX}/cygno-data/LNF/run{i}-{uuid.uuid4().hex}.mid.gz"
+        store.put(src, pfn, sums)
+        seen.add(tokens.token(HOST))
+        time.sleep(2.1)  # the token used for the upload expires before the verification
+        assert store.verify(pfn, sums)[0] is None
+        assert store.stat(pfn).size == sums.size
+    assert len(seen) >= 3, "a new token after each expiry"
+    with pytest.raises(StorageError):  # dana may not write outside the raw scope
+        store.put(src, f"{dav}{PREFIX}/cygno-sim/refused.bin", sums)
