@@ -5,6 +5,7 @@ path); bad tokens get no keys; temporary keys expire; the site's own static keys
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 import sys
@@ -18,7 +19,10 @@ import boto3
 import pytest
 import requests
 from botocore import UNSIGNED
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from conftest import REPO, Server, free_port, python_module
 from joserfc import jwt
@@ -250,6 +254,22 @@ def test_tampered_session_token_or_secret_is_refused(site: Site) -> None:
     no_token = s3(site, {**creds, "SessionToken": None})  # the temporary key without its session token
     refused(lambda: no_token.delete_object(Bucket="cygno-data", Key="run5/t.bin"), "InvalidToken")
     assert exists(site, "cygno-data", "run5/t.bin")
+
+
+def test_a_signed_request_replayed_with_another_body_is_refused(site: Site) -> None:
+    """The body hash is part of the signature (x-amz-content-sha256); the gate checks it, as S3 does."""
+    creds = sts(site, token(site, "rucio"))["Credentials"]
+    key = f"run7/{uuid.uuid4().hex}.bin"
+    url = f"{site.url}/cygno-data/{key}"
+    request = AWSRequest(method="PUT", url=url, data=b"signed body")
+    request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(b"signed body").hexdigest()
+    S3SigV4Auth(Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]), "s3",
+                "us-east-1").add_auth(request)
+    headers = dict(request.headers.items())
+    other = requests.put(url, data=b"other body!", headers=headers, verify=site.ca, timeout=10)
+    assert other.status_code == 403 and "XAmzContentSHA256Mismatch" in other.text
+    assert not exists(site, "cygno-data", key)
+    assert requests.put(url, data=b"signed body", headers=headers, verify=site.ca, timeout=10).status_code == 200
 
 
 def test_static_keys_still_work_and_anonymous_is_refused(site: Site) -> None:
