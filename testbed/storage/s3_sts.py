@@ -120,6 +120,8 @@ def assume_role_with_web_identity(
         raise StsError("400 Bad Request", "InvalidAction", f"Action: only {ACTION} is offered by this site")
     if params.get("Version") != VERSION:
         raise StsError("400 Bad Request", "InvalidParameterValue", f"Version: must be {VERSION}")
+    if params.get("Policy"):
+        raise StsError("400 Bad Request", "InvalidParameterValue", "Policy: session policies are not supported here")
     token = params.get("WebIdentityToken", "")
     if not token:
         raise StsError("400 Bad Request", "MissingParameter", "WebIdentityToken: required")

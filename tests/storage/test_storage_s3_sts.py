@@ -146,6 +146,9 @@ def test_sts_answers_credentials_as_minio_does(site: Site) -> None:
                       verify=site.ca, timeout=10)
     assert r.status_code == 400 and "<Code>InvalidParameterValue</Code>" in r.text and "DurationSeconds" in r.text
     assert "<AccessKeyId>" not in r.text
+    r = requests.post(site.url + "/", data={**form, "WebIdentityToken": web_token, "Policy": "{}"}, verify=site.ca,
+                      timeout=10)  # a session policy would narrow the keys: refused rather than ignored
+    assert r.status_code == 400 and "Policy" in r.text and "<AccessKeyId>" not in r.text
     r = requests.post(site.url + "/", data=form, verify=site.ca, timeout=10)
     assert r.status_code == 400 and "<ErrorResponse" in r.text and "<Code>MissingParameter</Code>" in r.text
     r = requests.post(site.url + "/", params={**form, "Action": "AssumeRole"}, verify=site.ca, timeout=10)
