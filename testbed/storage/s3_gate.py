@@ -8,6 +8,7 @@ request to moto re-signed with the site's own key pair.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -85,8 +86,6 @@ def _sts_error(start_response: Callable[..., Any], err: s3_sts.StsError) -> list
 
 def _check_payload_hash(environ: dict[str, Any]) -> sigv4.SignatureError | None:
     """A signed body hash (hex x-amz-content-sha256) must be the body's: moto does not check it."""
-    import hashlib
-
     declared = environ.get("HTTP_X_AMZ_CONTENT_SHA256", "")
     if not re.fullmatch(r"[0-9a-f]{64}", declared):
         return None  # UNSIGNED-PAYLOAD, STREAMING-* (moto decodes aws-chunked bodies)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import io
 import json
 import logging
 import secrets
@@ -108,6 +109,7 @@ def sts_params(environ: dict[str, Any]) -> dict[str, str] | None:
         if length > 64 * 1024:
             raise StsError("400 Bad Request", "InvalidParameterValue", "request body too large for STS")
         body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)  # not STS after all: the body stays readable
         params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     return params if "Action" in params else None
 
