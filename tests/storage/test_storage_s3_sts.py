@@ -30,6 +30,7 @@ from joserfc.jwk import RSAKey
 
 from testbed.private import write_private
 from testbed.storage import s3_ready
+from testbed.storage.gfal import S3Site
 from testbed.storage.tls import ensure_host_cert
 
 HOST, IDP_HOST = "127.0.0.71", "127.0.0.72"
@@ -295,3 +296,12 @@ def test_token_issuer_needs_https_and_tls(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-m", "testbed.storage.s3", *base, *extra], cwd=REPO,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and f"--token-issuer: {message}" in done.stderr
+
+
+def test_a_site_without_token_issuer_offers_no_sts(launch_s3: Any, port_on: Any, site: Site) -> None:
+    plain = S3Site("127.0.0.73", port_on("127.0.0.73"), ACCESS, SECRET)
+    launch_s3(plain, None)
+    answer = requests.post(f"http://{plain.host}:{plain.port}/", timeout=10, data={
+        "Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15", "WebIdentityToken": token(site, "daq")})
+    assert answer.status_code == 400 and "<Code>InvalidAction</Code>" in answer.text
+    assert "no --token-issuer" in answer.text and "<AccessKeyId>" not in answer.text
