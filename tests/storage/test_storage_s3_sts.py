@@ -41,6 +41,7 @@ CLIENTS = {  # id: (scopes, audiences, lifetime)
     "daq": (["storage.read:/cygno-data", "storage.create:/cygno-data"], [HOST], None),
     "rucio": ([f"storage.{op}:/" for op in ("read", "create", "modify")], [HOST], None),
     "short": (["storage.read:/cygno-data"], [HOST], 3),
+    "shortdaq": (["storage.read:/cygno-data", "storage.create:/cygno-data"], [HOST], 3),
     "elsewhere": (["storage.read:/cygno-data"], ["127.0.0.99"], None),
     "noscope": (["fts"], [HOST], None),
 }
