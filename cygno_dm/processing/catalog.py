@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rucio.common.exception import DataIdentifierNotFound, DuplicateRule, RucioException
+from rucio.common.exception import DataIdentifierNotFound, DuplicateRule, RucioException, RuleNotFound
 
 from cygno_dm.ingest.catalog import Catalog
 from cygno_dm.processing.errors import ProcessingError
@@ -60,6 +60,20 @@ class ProcessingCatalog(Catalog):
     def rule(self, rule_id: str) -> dict[str, Any]:
         """A rule's current state."""
         return self._call(f"rule {rule_id}", self.client.get_replication_rule, rule_id)
+
+    def rule_or_none(self, rule_id: str) -> dict[str, Any] | None:
+        """A rule's current state, or None if it is gone (expired, removed)."""
+        try:
+            return self.rule(rule_id)
+        except RuleNotFound:
+            return None
+
+    def delete_rule(self, rule_id: str) -> None:
+        """Remove a rule and let its replicas go at once (purge); nothing if it is gone already."""
+        try:
+            self._call(f"rule {rule_id}", self.client.delete_replication_rule, rule_id, purge_replicas=True)
+        except RuleNotFound:
+            pass
 
     def declare_suspicious(self, scope: str, name: str, rse: str, reason: str) -> None:
         """Tell Rucio a replica looks corrupt (its recoverer acts after repeated declarations); best effort."""
