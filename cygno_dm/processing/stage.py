@@ -34,13 +34,14 @@ def staging_rule(catalog: ProcessingCatalog, scope: str, name: str, rse: str, li
 
 
 def release_rule(catalog: ProcessingCatalog, rule_id: str) -> bool:
-    """Remove a recall rule once its file is no longer needed on disk, if it is this account's (another account's
-    rule is theirs to keep); whether it was removed now."""
+    """End a recall rule once its file is no longer needed on disk, if it is this account's (another account's
+    rule is theirs to keep): it expires now; whether it was ended now."""
     rule = catalog.rule_or_none(rule_id)
     if rule is None or rule["account"] != catalog.account:
         return False
-    catalog.delete_rule(rule_id)
-    log.info("%s:%s: staging rule %s to %s removed", rule["scope"], rule["name"], rule_id, rule["rse_expression"])
+    catalog.expire_rule(rule_id)
+    log.info("%s:%s: staging rule %s to %s released (expires now)", rule["scope"], rule["name"], rule_id,
+             rule["rse_expression"])
     return True
 
 
