@@ -19,7 +19,7 @@ from cygno_dm.processing.pipeline import Processor
 from cygno_dm.processing.replicas import Placement, placement
 from cygno_dm.processing.stage import release_rule, staging_rule
 from lifecycle.jobs import PEDESTAL, RECO
-from lifecycle.store import CANCELLED, DONE, FAILED, PENDING, Run, Store
+from lifecycle.store import CANCELLED, DONE, FAILED, IN_FLIGHT, PENDING, Run, Store
 
 TAPE = "tape: "  # what a run waiting for its recall waits for starts with this
 
@@ -112,11 +112,12 @@ class Reconciler:
             ped_did = f"{scope}:{ped_name}"
             m = self.profile.naming.raw_name_re.match(ped_name)
             ped_map = register.pedestal_name(m["tag"], m["run"])
-            if not self._available(register.output_scope(self.profile), ped_map):
-                ped_row = self.store.get(ped_did, self.campaign)
-                if ped_row is None or ped_row.state != DONE:
-                    state = ped_row.state if ped_row else "not seen yet"
-                    return self._wait(run, f"pedestal: the map of {ped_did} ({state})")
+            ped_row = self.store.get(ped_did, self.campaign)
+            busy = ped_row is not None and ped_row.state in IN_FLIGHT  # its job is making the map: it ends first
+            if busy or (not self._available(register.output_scope(self.profile), ped_map)
+                        and (ped_row is None or ped_row.state != DONE)):
+                state = ped_row.state if ped_row else "not seen yet"
+                return self._wait(run, f"pedestal: the map of {ped_did} ({state})")
         where = placement(self.catalog, self.profile, self.proc.proc.site_rse, scope, name)
         if not where.disk:
             return self._recall(run, where)
