@@ -17,7 +17,7 @@ from cygno_dm.processing.errors import ProcessingError
 from cygno_dm.processing.pedestals import pedestal_run
 from cygno_dm.processing.pipeline import Processor
 from cygno_dm.processing.replicas import Placement, placement
-from cygno_dm.processing.stage import release_rule, staging_rule
+from cygno_dm.processing.stage import LIVE, release_rule, staging_rule
 from lifecycle.jobs import PEDESTAL, RECO
 from lifecycle.store import CANCELLED, DONE, FAILED, IN_FLIGHT, PENDING, Run, Store
 
@@ -131,13 +131,15 @@ class Reconciler:
         if not where.tape or window is None or window.runs == 0:
             off = "" if not where.tape else "; staging is off (--staging-window 0)"
             return self._wait(run, f"an AVAILABLE disk replica ({where.describe()}){off}")
-        size = raw_file(self.catalog, self.profile, scope, name).bytes
-        slot, window = self.store.take_slot(run.did, self.campaign, size)
+        slot = self.store.slot(run.did, self.campaign)
+        if slot is None and window.used_runs < window.runs:  # worth the lock: there may be room
+            slot, window = self.store.take_slot(run.did, self.campaign,
+                                                raw_file(self.catalog, self.profile, scope, name).bytes)
         if slot is None:
             return self._wait(run, f"{TAPE}a slot of the staging window ({window.describe()} in use)")
         rse = self.proc.proc.staging_rse
         rule = self.catalog.rule_or_none(slot.rule_id) if slot.rule_id else None
-        if rule is None or rule["state"] not in ("OK", "REPLICATING", "STUCK", "INJECT"):
+        if rule is None or rule["state"] not in LIVE:
             rule_id, _ = staging_rule(self.catalog, scope, name, rse, self.proc.proc.staging_lifetime_days * 86400)
             self.store.set_slot_rule(run.did, self.campaign, rule_id)
             rule = self.catalog.rule(rule_id)
@@ -145,7 +147,7 @@ class Reconciler:
 
     def release(self, did: str) -> None:
         """Give back a run's staging slot, removing its staging rule first (so the slot never outlives the rule)."""
-        slot = next((s for s in self.store.slots(self.campaign) if s.did == did), None)
+        slot = self.store.slot(did, self.campaign)
         if slot is None:
             return
         if slot.rule_id:

@@ -367,6 +367,12 @@ class Store:
             conn.execute(sa.insert(staging), [slot.__dict__])
         return slot, Window(win.runs, win.bytes, win.used_runs + 1, win.used_bytes + size)
 
+    def slot(self, did: str, campaign: str) -> Slot | None:
+        """The slot a run holds, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(staging).where(staging.c.did == did, staging.c.campaign == campaign)).first()
+        return Slot(**row._mapping) if row else None
+
     def set_slot_rule(self, did: str, campaign: str, rule_id: str) -> bool:
         """Record the staging rule of a slot."""
         with self.engine.begin() as conn:
