@@ -1,8 +1,9 @@
 """A lifecycle campaign over runs that are only on tape, on the real testbed: the daemon recalls them through a
 sliding staging window of 2 runs (Rucio staging rules with a lifetime, fulfilled by the conveyor and the transfer
 service's bring-online), reconstructs each exactly once into RECO/<campaign>/... in the campaign's dataset, and
-removes each run's staging rule when it is done; the live staging rules and window slots, sampled throughout,
-never exceed the window. The daemon is SIGKILLed mid-campaign: its restart loses nothing and stages nothing twice."""
+releases each run's staging rule when it is done (not a rule another account made); the live staging rules and
+window slots, sampled throughout, never exceed the window. The daemon is SIGKILLed mid-campaign: two daemons taking
+over at once lose nothing and stage nothing twice."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 import reco
-from cygno_dm.processing.stage import COMMENT
+from cygno_dm.processing.catalog import ProcessingCatalog
+from cygno_dm.processing.stage import COMMENT, staging_rule
 from lifecycle.store import Store
 from testbed.stack import Testbed
 from tests.conftest import free_port, scratch_postgres_database
@@ -122,7 +124,7 @@ class Sampler(threading.Thread):
 def daemon(runs: Runs, state: Path, db: str, campaign: str, *args: str) -> subprocess.Popen:
     """`cygno-dm lifecycle run --campaign` as the production account with a staging window of WINDOW runs."""
     tb = runs.tb
-    log = open(state / f"daemon-{time.time():.3f}.log", "ab")
+    log = open(state / f"daemon-{time.time():.6f}.log", "ab")
     return subprocess.Popen(
         [CYGNO_DM, "-v", "lifecycle", "run", "--campaign", campaign, "--state-dir", str(state), "--database", db,
          "--staging-window", str(WINDOW), "--max-in-flight", "2", "--interval", "5", "--lease", "3",
@@ -151,7 +153,10 @@ def test_a_tape_campaign_stages_through_a_sliding_window_and_reconstructs_each_r
     store = Store(state_db)
     sampler = Sampler(runs, tape, store, campaign)
     sampler.start()
-    proc = daemon(runs, tmp_path, state_db, campaign)
+    # Alice recalls the last run herself: the campaign uses her rule and leaves it to her.
+    alice = ProcessingCatalog(lambda: runs.tb.client("alice"), "alice")
+    alices, _ = staging_rule(alice, RAW, runs.name(tape[-1]), runs.tb.profile.processing.staging_rse, 3600)
+    procs = [daemon(runs, tmp_path, state_db, campaign)]
     try:
         # Waiting for tape shows in the campaign's status, with the window's use.
         wait_for("a run waiting for tape", lambda: any((r.waiting_for or "").startswith("tape: ")
@@ -164,13 +169,15 @@ def test_a_tape_campaign_stages_through_a_sliding_window_and_reconstructs_each_r
                 r.did in staging for r in store.runs(campaign, ("waiting",)))
 
         wait_for("2 runs done and a recall in progress", under_way)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
         held = store.slots(campaign)
         assert 0 < len(held) <= WINDOW, held
         time.sleep(4)  # the dead daemon's lease (3 s) expires
+        # Two daemons take over the campaign at once, sharing its store: one window, each run claimed once.
         port = free_port()
-        proc = daemon(runs, tmp_path, state_db, campaign, "--metrics-port", str(port))
+        procs = [daemon(runs, tmp_path, state_db, campaign, "--metrics-port", str(port)),
+                 daemon(runs, tmp_path, state_db, campaign)]
         status = json.loads(lifecycle_cli(runs, tmp_path, state_db, "campaign", "status", campaign, "--json").stdout)
         assert status["staging"]["runs"] == WINDOW and status["staging"]["used_runs"] <= WINDOW, status
         wait_for("the campaign done", lambda: store.counts(campaign)["done"] == N_TAPE + 1)
@@ -181,9 +188,10 @@ def test_a_tape_campaign_stages_through_a_sliding_window_and_reconstructs_each_r
         assert metrics[("cygno_lifecycle_staging_runs", campaign)] <= WINDOW
     finally:
         sampler.halt.set()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=120)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=120)
     sampler.join()
 
     # The window held throughout: never more live recall rules or slots than WINDOW, and it was used up.
@@ -196,9 +204,12 @@ def test_a_tape_campaign_stages_through_a_sliding_window_and_reconstructs_each_r
     # Each run recalled by exactly one rule across the SIGKILL: the restart found the dead daemon's rules (made,
     # or being made when the signal landed) through the slots and reused them.
     logs = "".join(f.read_text() for f in tmp_path.glob("daemon-*.log"))
-    for run in tape:
+    for run in tape[:-1]:
         ids = set(re.findall(rf"{re.escape(runs.name(run))}: .*rule ([0-9a-f]{{32}})", logs))
         assert len(ids) == 1, (run, ids)
+    assert set(re.findall(rf"{re.escape(runs.name(tape[-1]))}: .*rule ([0-9a-f]{{32}})", logs)) <= {alices}
+    rule = client.get_replication_rule(alices)
+    assert rule["account"] == "alice" and rule["expires_at"] > datetime.now(UTC).replace(tzinfo=None), rule
     assert len(re.findall(r": staging rule \S+ to \S+ \(lifetime", logs)) <= N_TAPE
 
     # Every run reconstructed exactly once, into RECO/<campaign>/..., attached to the campaign's dataset.
