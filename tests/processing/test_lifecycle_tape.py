@@ -8,7 +8,6 @@ over at once lose nothing and stage nothing twice."""
 from __future__ import annotations
 
 import json
-import random
 import re
 import signal
 import subprocess
@@ -35,6 +34,7 @@ from tests.processing.conftest import (
     Runs,
     env_of,
     ingest_runs,
+    random_base,
     wait_raw_copies,
 )
 
@@ -47,9 +47,7 @@ N_TAPE = 6
 @pytest.fixture(scope="module")
 def tape_runs(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> tuple[Runs, list[int]]:
     """A pedestal run on disk and N_TAPE physics runs (their own dataset) whose disk copies are all removed."""
-    # Above every other module's base (random_base() < 890000): this pedestal run is never the "pedestal before"
-    # another module's early run (Runs.early) on the shared testbed.
-    base = random.Random().randrange(890, 999) * 1000
+    base = random_base()
     tape = [base + 200 + i for i in range(N_TAPE)]
     runs = ingest_runs(testbed, tmp_path_factory.mktemp("daq"), base,
                        [(base, "pedestal", 150), *[(r, "physics", 4) for r in tape]])
