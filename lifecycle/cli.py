@@ -72,6 +72,10 @@ def lifecycle() -> None:
 @click.option("--max-in-flight", type=click.IntRange(1), default=2, show_default=True, help="Jobs at once.")
 @click.option("--max-attempts", type=click.IntRange(1), default=3, show_default=True,
               help="Attempts before a run is marked failed with its reason.")
+@click.option("--staging-window", type=click.IntRange(0), default=5, show_default=True,
+              help="Runs only on tape recalled to the staging disk at once (0: they wait for a disk replica).")
+@click.option("--staging-bytes", type=click.IntRange(1), default=None,
+              help="Also bound the bytes recalled at once (a run larger than this alone still goes) [no bound].")
 @click.option("--lease", type=click.FloatRange(1), default=120.0, show_default=True,
               help="Seconds after which a dead daemon's runs are taken back.")
 @click.option("--job-rucio-config", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -83,12 +87,14 @@ def lifecycle() -> None:
 @database_option
 @state_option
 def run_cmd(once: bool, interval: float, campaign: str | None, filter_: str | None, config_file: Path | None, executor: str,
-            scheduler: str | None, max_in_flight: int, max_attempts: int, lease: float, job_rucio_config: str | None,
+            scheduler: str | None, max_in_flight: int, max_attempts: int, staging_window: int,
+            staging_bytes: int | None, lease: float, job_rucio_config: str | None,
             no_hints: bool, metrics_port: int | None, profile_ref: str | None, account: str | None,
             database: str | None, state_dir: Path | None) -> None:
     """Reconcile with Rucio (at start and every --interval), react to Hermes hints, and reconstruct each raw run
-    that has an AVAILABLE disk replica and a known pedestal, pedestal runs first; outputs are registered with
-    provenance by the production account."""
+    that has an AVAILABLE disk replica and a known pedestal, pedestal runs first, recalling runs only on tape through
+    a sliding staging window; outputs are registered with provenance by the production account (a stored
+    campaign's as RECO/<campaign>/..., in its dataset RECO/<campaign>)."""
     from cygno_dm.processing import register
     from cygno_dm.processing.errors import ProcessingError
     from cygno_dm.processing.pipeline import Processor, Settings
@@ -139,17 +145,19 @@ def run_cmd(once: bool, interval: float, campaign: str | None, filter_: str | No
     client = _rucio_client(account, once, interval, stop)
     if client is None:
         sys.exit(EXIT_RUCIO_DOWN)
-    proc = Processor(profile, client, Settings(cache=state / "cache", cfg=cfg, campaign=campaign))
+    reco_path = campaign if stored is not None else None
+    proc = Processor(profile, client, Settings(cache=state / "cache", cfg=cfg, campaign=campaign, reco_path=reco_path))
     job = JobSpec(did="", kind="", campaign=campaign, profile=profile_ref or os.environ.get("CYGNO_DM_PROFILE")
                   or "cygno-testbed", rucio_config=str(Path(job_cfg).resolve()), cache=str(state / "cache"),
-                  output_dir=str(state / "out"), config=cfg.to_json())
+                  output_dir=str(state / "out"), config=cfg.to_json(), reco_path=reco_path)
     try:
         ex = DaskExecutor(scheduler) if executor == "dask" else LocalExecutor(state / "jobs")
     except ExecutorError as err:
         raise click.ClickException(str(err)) from None
     daemon = Daemon(proc, store, ex, Options(campaign=campaign, job=job, interval=interval,
                                              max_attempts=max_attempts, max_in_flight=max_in_flight, lease=lease,
-                                             filter_=filter_))
+                                             filter_=filter_, staging_window=staging_window,
+                                             staging_bytes=staging_bytes))
     listener = None
     if not no_hints and not once and profile.messaging is not None:
         listener = HintListener(profile.messaging, profile.scopes.raw, daemon.hints)
@@ -271,7 +279,10 @@ def campaign_create(name: str, run_range: str | None, filter_: str | None, confi
 @database_option
 @state_option
 def campaign_status(name: str, as_json: bool, database: str | None, state_dir: Path | None) -> None:
-    """Runs done / running / waiting / failed of campaign NAME, and an ETA from the mean job time so far."""
+    """Runs done / running / waiting for tape / waiting / failed of campaign NAME, its staging window's use, and an
+    ETA from the mean job time so far."""
+    from lifecycle.reconcile import TAPE
+
     store = _store(database, state_dir)
     camp = store.campaign(name)
     if camp is None:
@@ -281,12 +292,19 @@ def campaign_status(name: str, as_json: bool, database: str | None, state_dir: P
     times = [r.finished_at - r.submitted_at for r in rows if r.submitted_at and r.finished_at]
     left = sum(counts[s] for s in (SEEN, WAITING, SUBMITTED, RUNNING))
     eta = round(left * sum(times) / len(times), 1) if times else None
-    out = {**dataclasses.asdict(camp), "counts": counts, "eta_seconds": eta}
+    tape = sum(1 for r in store.runs(name, (SEEN, WAITING)) if (r.waiting_for or "").startswith(TAPE))
+    window = store.window(name)
+    summary = {"done": counts[DONE], "running": counts[SUBMITTED] + counts[RUNNING], "waiting_for_tape": tape,
+               "waiting": counts[SEEN] + counts[WAITING] - tape, "failed": counts[FAILED],
+               "cancelled": counts["cancelled"]}
+    out = {**dataclasses.asdict(camp), "counts": counts, "summary": summary, "eta_seconds": eta,
+           "staging": dataclasses.asdict(window) if window else None}
     if as_json:
         click.echo(json.dumps(out, indent=1))
         return
     click.echo(f"campaign {name} ({camp.state}, runs {camp.filter}, software {camp.software_version}): "
-               + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+               + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in summary.items() if n or k != "cancelled")
+               + (f"; staging window {window.describe()}" if window else "")
                + (f"; ETA {eta:.0f} s (one job at a time)" if eta is not None and left else ""))
 
 

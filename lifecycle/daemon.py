@@ -1,5 +1,6 @@
 """The lifecycle daemon: reconcile with Rucio at start and every `interval` seconds, react to Hermes hints within
-seconds, submit ready runs (pedestal runs first) to an executor, and record every outcome in the store."""
+seconds, recall runs only on tape through the campaign's staging window, submit ready runs (pedestal runs first) to
+an executor, record every outcome in the store, and release the staging of finished runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cygno_dm.ingest.catalog import CatalogUnavailable
@@ -35,6 +37,8 @@ class Options:
     max_attempts: int = 3
     max_in_flight: int = 2
     filter_: str | None = None  # only raw runs whose metadata match (as `rucio did list --filter`)
+    staging_window: int = 5  # runs only on tape staged at once (0: they wait for a disk replica)
+    staging_bytes: int | None = None  # and bytes staged at once
     lease: float = 60.0  # seconds a row stays ours without renewal (a dead daemon's rows come back after it)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
 
@@ -50,12 +54,14 @@ class Daemon:
         self.stop = threading.Event()
         self.rucio_error: str | None = None
         self._last_full = 0.0
+        store.set_window(options.campaign, options.staging_window, options.staging_bytes)
 
     # -- one round --------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Full pass: take back rows of dead daemons, discover new runs, check and submit pending ones."""
         for did in self.store.reclaim_expired(self.opt.campaign):
             log.warning("%s: its daemon died while it was in flight; it will be checked again", did)
+        self._guarded(self.rec.release_finished)
         self._guarded(self.rec.discover_all)
         self._guarded(self.submit_ready)
         self._last_full = time.monotonic()
@@ -68,10 +74,12 @@ class Daemon:
             self._guarded(lambda: self.submit_ready(set(dids)))
 
     def submit_ready(self, only: set[str] | None = None) -> int:
-        """Check pending runs (pedestal runs first) and submit the ready ones while slots are free; how many."""
+        """Check pending runs (pedestal runs first) and submit the ready ones while job slots are free; with the
+        executor full, go on only while the staging window has room (recalls run ahead of the jobs); how many."""
         submitted = 0
         for run in self.store.runs(self.opt.campaign, PENDING):
-            if len(self.in_flight) >= self.opt.max_in_flight:
+            full = len(self.in_flight) >= self.opt.max_in_flight
+            if full and not self._staging_room():
                 break
             if (only is not None and run.did not in only) or run.did in self.in_flight:
                 continue
@@ -82,7 +90,7 @@ class Daemon:
                     raise
                 self.store.wait(run.did, self.opt.campaign, f"a valid run: {err}")
                 continue
-            if ready is None or not self.store.claim(run.did, self.opt.campaign, self.opt.owner, self.opt.lease):
+            if ready is None or full or not self.store.claim(run.did, self.opt.campaign, self.opt.owner, self.opt.lease):
                 continue  # not ready, or another daemon took it
             spec = {**self.opt.job.to_dict(), "did": run.did, "kind": ready.kind}
             self.in_flight[run.did] = self.executor.submit(f"{run.did}-{self.opt.campaign}", spec)
@@ -90,6 +98,10 @@ class Daemon:
             log.info("%s: submitted (%s, attempt %d) -> %s", run.did, ready.kind, run.attempts + 1, ready.output_did)
             submitted += 1
         return submitted
+
+    def _staging_room(self) -> bool:
+        window = self.store.window(self.opt.campaign)
+        return window is not None and window.used_runs < window.runs
 
     def collect(self) -> int:
         """Record the jobs that ended; how many."""
@@ -110,6 +122,8 @@ class Daemon:
                 state = self.store.attempt_failed(did, campaign, owner, str(err), self.opt.max_attempts)
                 log.error("%s: attempt failed (%s): %s", did, "no retries left" if state == FAILED else "retried",
                           err)
+                if state == FAILED:
+                    self._guarded(partial(self.rec.release, did))
                 continue
             metrics.JOBS.labels("done").inc()
             if self.store.done(did, campaign, res["output_did"], owner):
@@ -117,6 +131,7 @@ class Daemon:
                 metrics.LATENCY.observe(row.finished_at - row.seen_at)
             log.info("%s: done -> %s%s", did, res["output_did"], "" if res.get("registered") else
                      " (was already registered)")
+            self._guarded(partial(self.rec.release, did))
         return len(ended)
 
     def _guarded(self, fn: Any) -> Any:
@@ -142,6 +157,11 @@ class Daemon:
             metrics.RUNS.labels(self.opt.campaign, state).set(counts[state])
         metrics.QUEUE.labels(self.opt.campaign).set(sum(counts[s] for s in PENDING))
         metrics.IN_FLIGHT.set(len(self.in_flight))
+        window = self.store.window(self.opt.campaign)
+        if window is not None:
+            metrics.STAGING_RUNS.labels(self.opt.campaign).set(window.used_runs)
+            metrics.STAGING_BYTES.labels(self.opt.campaign).set(window.used_bytes)
+            metrics.STAGING_WINDOW.labels(self.opt.campaign).set(window.runs)
 
     # -- loops ------------------------------------------------------------------------------------
     def run(self, tick: float = 0.5) -> None:
@@ -166,6 +186,7 @@ class Daemon:
         camp = self.store.campaign(self.opt.campaign)
         if camp is not None and camp.state != "active":
             log.info("campaign %s is %s: stopping", self.opt.campaign, camp.state)
+            self._guarded(partial(self.rec.release_finished, cancelled=True))
             return True
         return False
 

@@ -29,6 +29,7 @@ class JobSpec:
     cache: str
     output_dir: str
     config: str = "{}"  # reconstruction parameters, RecoConfig.to_json()
+    reco_path: str | None = None  # a campaign's outputs: RECO/<campaign>/... (default RECO/<version>/...)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as a JSON-able dict."""
@@ -53,7 +54,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         raise Unavailable(f"{job.did}: cannot create a Rucio client: {type(err).__name__}: {err}") from None
     settings = Settings(cache=Path(job.cache), output_dir=Path(job.output_dir),
                         cfg=config_from_mapping(json.loads(job.config), "job config"), register=True,
-                        campaign=job.campaign, poll=2.0)
+                        campaign=job.campaign, reco_path=job.reco_path, poll=2.0)
     proc = Processor(profile, client, settings)
     scope, name = job.did.split(":", 1)
     if job.kind == PEDESTAL:

@@ -18,6 +18,12 @@ HINTS = Counter("cygno_lifecycle_hints", "Hermes messages received, by event typ
 PASSES = Counter("cygno_lifecycle_reconciliations", "Reconciliation passes against Rucio, by outcome", ["outcome"],
                  registry=REGISTRY)
 RUCIO_UP = Gauge("cygno_lifecycle_rucio_up", "1 if the last call to Rucio succeeded", registry=REGISTRY)
+STAGING_RUNS = Gauge("cygno_lifecycle_staging_runs", "Runs holding a slot of the campaign's staging window",
+                     ["campaign"], registry=REGISTRY)
+STAGING_BYTES = Gauge("cygno_lifecycle_staging_bytes", "Bytes of the runs holding a staging slot", ["campaign"],
+                      registry=REGISTRY)
+STAGING_WINDOW = Gauge("cygno_lifecycle_staging_window_runs", "The campaign's staging window (runs)", ["campaign"],
+                       registry=REGISTRY)
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:

@@ -3,6 +3,9 @@
 One row per (did, campaign), enforced by a unique constraint; every transition is a compare-and-set UPDATE in its
 own transaction, so two daemons, a restart or a duplicate hint can never submit a run twice: only the UPDATE that
 moves a row out of `seen`/`waiting` claims it. Rows a dead daemon held (its lease expired) go back to `seen`.
+Runs recalled from tape hold a slot of their campaign's staging window (`lifecycle_staging`) from the moment their
+staging rule is asked for until they are done or failed; a slot is taken under a lock on the campaign's window row
+(`lifecycle_windows`), so whatever the number of daemons the slots never exceed the window.
 SQLite by default, PostgreSQL with a postgresql:// URL.
 """
 
@@ -58,6 +61,23 @@ campaigns = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+windows = sa.Table(  # one row per campaign: the staging window, and the lock that serialises taking its slots
+    "lifecycle_windows", metadata,
+    sa.Column("campaign", sa.String(128), primary_key=True),
+    sa.Column("runs", sa.Integer, nullable=False),  # at most this many runs staged at once (0: no staging)
+    sa.Column("bytes", sa.BigInteger),  # and at most this many bytes (None: no byte bound)
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+staging = sa.Table(  # one row per run holding a slot of its campaign's window: its recall is asked for or done
+    "lifecycle_staging", metadata,
+    sa.Column("did", sa.String(512), primary_key=True),
+    sa.Column("campaign", sa.String(128), primary_key=True),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("rule_id", sa.String(64)),  # None until the rule is made (a crash in between: the next check makes it)
+    sa.Column("since", sa.Float, nullable=False),
+)
+
 
 class StoreError(RuntimeError):
     """The state database cannot be used as given (bad URL, unreachable)."""
@@ -94,6 +114,38 @@ class Run:
     submitted_at: float | None
     finished_at: float | None
     updated_at: float
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A run's place in its campaign's staging window."""
+
+    did: str
+    campaign: str
+    bytes: int
+    rule_id: str | None
+    since: float
+
+
+@dataclass(frozen=True)
+class Window:
+    """A campaign's staging window and its use."""
+
+    runs: int  # bound on runs (0: staging off)
+    bytes: int | None  # bound on bytes (None: none)
+    used_runs: int
+    used_bytes: int
+
+    def fits(self, size: int) -> bool:
+        """Whether a run of `size` bytes may be staged now (a run alone may exceed the byte bound, or nothing
+        would ever move)."""
+        return self.used_runs < self.runs and (self.bytes is None or self.used_runs == 0
+                                               or self.used_bytes + size <= self.bytes)
+
+    def describe(self) -> str:
+        """`2/5 runs, 3,000 bytes` (with the byte bound when there is one)."""
+        size = f"{self.used_bytes:,}" + (f"/{self.bytes:,}" if self.bytes is not None else "")
+        return f"{self.used_runs}/{self.runs} runs, {size} bytes"
 
 
 def database_url(database: str | None, default_dir: Path) -> str:
@@ -144,15 +196,15 @@ class Store:
                 runs.c.campaign == campaign, runs.c.did.in_([r["did"] for r in rows])))}
             fresh = [{**r, "seen_at": now, "updated_at": now} for r in rows if r["did"] not in known]
             if fresh:
-                conn.execute(self._insert_ignore(), fresh)
+                conn.execute(self._insert_ignore(runs, ["did", "campaign"]), fresh)
         return [r["did"] for r in fresh]
 
-    def _insert_ignore(self) -> Any:
+    def _insert_ignore(self, table: sa.Table, keys: list[str]) -> Any:
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        return insert(runs).on_conflict_do_nothing(index_elements=["did", "campaign"])
+        return insert(table).on_conflict_do_nothing(index_elements=keys)
 
     # -- transitions (compare-and-set) -----------------------------------------------------------
     def _move(self, did: str, campaign: str, from_states: tuple[str, ...], holder: str | None = None,
@@ -274,6 +326,70 @@ class Store:
                                .values(state=CANCELLED, reason="campaign cancelled", updated_at=now,
                                        finished_at=now))
         return res.rowcount
+
+    # -- staging window ---------------------------------------------------------------------------
+    def set_window(self, campaign: str, runs_: int, bytes_: int | None) -> None:
+        """Set a campaign's staging window (the latest daemon started on it decides)."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.update(windows).where(windows.c.campaign == campaign).values(
+                    runs=runs_, bytes=bytes_, updated_at=time.time())).rowcount == 0:
+                conn.execute(self._insert_ignore(windows, ["campaign"]),
+                             [{"campaign": campaign, "runs": runs_, "bytes": bytes_, "updated_at": time.time()}])
+
+    def window(self, campaign: str) -> Window | None:
+        """A campaign's staging window and its use; None if no daemon set one."""
+        with self.engine.connect() as conn:
+            return self._window(conn, campaign)
+
+    def _window(self, conn: Any, campaign: str) -> Window | None:
+        row = conn.execute(sa.select(windows).where(windows.c.campaign == campaign)).first()
+        if row is None:
+            return None
+        n, total = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(staging.c.bytes), 0))
+                                .where(staging.c.campaign == campaign)).one()
+        return Window(row.runs, row.bytes, int(n), int(total))
+
+    def take_slot(self, did: str, campaign: str, size: int) -> tuple[Slot | None, Window | None]:
+        """The run's slot in the staging window: the one it holds, or a new one if there is room (None if not),
+        with the window's use. The window row is locked first (an UPDATE: SQLite's write lock, a PostgreSQL row
+        lock), so concurrent takers count one after the other and never overfill it."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.update(windows).where(windows.c.campaign == campaign)
+                            .values(updated_at=time.time())).rowcount == 0:
+                return None, None
+            row = conn.execute(sa.select(staging).where(staging.c.did == did, staging.c.campaign == campaign)).first()
+            win = self._window(conn, campaign)
+            if row is not None:
+                return Slot(**row._mapping), win
+            if not win.fits(size):
+                return None, win
+            slot = Slot(did, campaign, size, None, time.time())
+            conn.execute(sa.insert(staging), [slot.__dict__])
+        return slot, Window(win.runs, win.bytes, win.used_runs + 1, win.used_bytes + size)
+
+    def slot(self, did: str, campaign: str) -> Slot | None:
+        """The slot a run holds, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(staging).where(staging.c.did == did, staging.c.campaign == campaign)).first()
+        return Slot(**row._mapping) if row else None
+
+    def set_slot_rule(self, did: str, campaign: str, rule_id: str) -> bool:
+        """Record the staging rule of a slot."""
+        with self.engine.begin() as conn:
+            return conn.execute(sa.update(staging).where(staging.c.did == did, staging.c.campaign == campaign)
+                                .values(rule_id=rule_id)).rowcount == 1
+
+    def free_slot(self, did: str, campaign: str) -> bool:
+        """Give a run's slot back (its staging rule is removed)."""
+        with self.engine.begin() as conn:
+            return conn.execute(sa.delete(staging).where(staging.c.did == did,
+                                                         staging.c.campaign == campaign)).rowcount == 1
+
+    def slots(self, campaign: str) -> list[Slot]:
+        """The slots held in a campaign's window."""
+        with self.engine.connect() as conn:
+            return [Slot(**r._mapping) for r in conn.execute(sa.select(staging).where(staging.c.campaign == campaign)
+                                                             .order_by(staging.c.since))]
 
     def campaigns(self) -> list[str]:
         """Campaigns with rows."""

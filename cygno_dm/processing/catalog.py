@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rucio.common.exception import DataIdentifierNotFound, DuplicateRule, RucioException
+from rucio.common.exception import DataIdentifierNotFound, DuplicateRule, RucioException, RuleNotFound
 
 from cygno_dm.ingest.catalog import Catalog
 from cygno_dm.processing.errors import ProcessingError
@@ -60,6 +60,21 @@ class ProcessingCatalog(Catalog):
     def rule(self, rule_id: str) -> dict[str, Any]:
         """A rule's current state."""
         return self._call(f"rule {rule_id}", self.client.get_replication_rule, rule_id)
+
+    def rule_or_none(self, rule_id: str) -> dict[str, Any] | None:
+        """A rule's current state, or None if it is gone (expired, removed)."""
+        try:
+            return self.rule(rule_id)
+        except RuleNotFound:
+            return None
+
+    def expire_rule(self, rule_id: str) -> None:
+        """End a rule now: its lifetime becomes 0 and the judge-cleaner removes it on its next pass (a deletion
+        through the API only sets it to expire in an hour); nothing if it is gone already."""
+        try:
+            self._call(f"rule {rule_id}", self.client.update_replication_rule, rule_id, {"lifetime": 0})
+        except RuleNotFound:
+            pass
 
     def declare_suspicious(self, scope: str, name: str, rse: str, reason: str) -> None:
         """Tell Rucio a replica looks corrupt (its recoverer acts after repeated declarations); best effort."""

@@ -41,6 +41,7 @@ class Settings:
     max_frames: int | None = None
     register: bool = False
     campaign: str | None = None  # default: the profile's processing.campaign
+    reco_path: str | None = None  # outputs as RECO/<reco_path>/..., dataset RECO/<reco_path> (default: the version)
     keep_raw: bool = False  # keep the raw files read into the cache
     stage_timeout: float = 86400.0
     poll: float = 5.0
@@ -69,6 +70,7 @@ class Processor:
         self.catalog = ProcessingCatalog(lambda: client, client.account)
         self.events = events or Events()
         self.version = register.reco_version(profile, settings.cfg)
+        self.path = settings.reco_path or self.version
         self._pedestals: dict[str, tuple[str, Path]] = {}
 
     # -- what to do ------------------------------------------------------------------------------
@@ -83,7 +85,7 @@ class Processor:
         m = self.profile.naming.raw_name_re.match(name)
         if not m:
             raise ProcessingError(f"{scope}:{name}: not a raw run file name <TAG>/run<N>{self.profile.naming.raw_suffix}")
-        return f"{register.output_scope(self.profile)}:{register.reco_name(self.version, m['tag'], m['run'])}"
+        return f"{register.output_scope(self.profile)}:{register.reco_name(self.path, m['tag'], m['run'])}"
 
     def is_registered(self, scope: str, name: str) -> bool:
         """Whether the output of scope:name for these settings is registered with an AVAILABLE replica."""
@@ -119,7 +121,7 @@ class Processor:
             raise ProcessingError(f"{raw.did}: --max-frames makes a partial output, which is never registered")
         self._readable(raw.scope, raw.name)
         ped_raw = raw_file(self.catalog, self.profile, raw.scope, pedestal_run(self.catalog, self.profile, raw))
-        out_scope, out_name = register.output_scope(self.profile), register.reco_name(self.version, raw.tag, raw.digits)
+        out_scope, out_name = register.output_scope(self.profile), register.reco_name(self.path, raw.tag, raw.digits)
         out = s.output or s.output_dir / out_name
         out.parent.mkdir(parents=True, exist_ok=True)
         raw_path = self.acquire(raw.scope, raw.name, raw.bytes, raw.adler32)
@@ -138,7 +140,7 @@ class Processor:
                     "config_hash": register.config_hash(s.cfg), "reco_version": self.version,
                     "reco_campaign": s.campaign or self.proc.campaign}
             registered = register.publish(self.catalog, self.profile, out, out_scope, out_name,
-                                          register.reco_dataset(self.version), meta)
+                                          register.reco_dataset(self.path), meta)
         return Result(raw.did, out, f"{out_scope}:{out_name}", registered, ped_did, summary.n_events,
                       summary.n_clusters)
 

@@ -47,14 +47,14 @@ def reco_version(profile: Profile, cfg: RecoConfig, software: str = reco.__versi
     return _UNSAFE.sub("_", text).strip("._-") or config_hash(cfg)
 
 
-def reco_name(version: str, tag: str, digits: str) -> str:
-    """`RECO/<version>/<TAG>/run<N>_reco.h5`."""
-    return f"RECO/{version}/{tag}/run{digits}_reco.h5"
+def reco_name(path: str, tag: str, digits: str) -> str:
+    """`RECO/<path>/<TAG>/run<N>_reco.h5`; the path is the version, or a campaign's name."""
+    return f"RECO/{path}/{tag}/run{digits}_reco.h5"
 
 
-def reco_dataset(version: str) -> str:
-    """The per-version dataset of reconstruction outputs."""
-    return f"RECO/{version}"
+def reco_dataset(path: str) -> str:
+    """The dataset of reconstruction outputs: per version, or per campaign."""
+    return f"RECO/{path}"
 
 
 def pedestal_name(tag: str, digits: str) -> str:

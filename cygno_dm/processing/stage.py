@@ -33,6 +33,18 @@ def staging_rule(catalog: ProcessingCatalog, scope: str, name: str, rse: str, li
     return rule_id, True
 
 
+def release_rule(catalog: ProcessingCatalog, rule_id: str) -> bool:
+    """End a recall rule once its file is no longer needed on disk, if it is this account's (another account's
+    rule is theirs to keep): it expires now; whether it was ended now."""
+    rule = catalog.rule_or_none(rule_id)
+    if rule is None or rule["account"] != catalog.account:
+        return False
+    catalog.expire_rule(rule_id)
+    log.info("%s:%s: staging rule %s to %s released (expires now)", rule["scope"], rule["name"], rule_id,
+             rule["rse_expression"])
+    return True
+
+
 def wait_rule(catalog: ProcessingCatalog, did: str, rule_id: str, timeout: float, poll: float = 2.0,
               on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Poll the rule until it is OK; Unavailable with its state and error when `timeout` seconds pass."""

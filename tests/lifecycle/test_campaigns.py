@@ -32,6 +32,18 @@ def test_a_campaign_is_recorded_shown_and_cancelled(tmp_path: Path) -> None:
     store.done("cygno-data:LNF/run01000.mid.gz", "winter26", "cygno-analysis:RECO/x/LNF/run01000_reco.h5", "d")
     status = json.loads(cli(tmp_path, "campaign", "status", "winter26", "--json").output)
     assert status["counts"]["done"] == 1 and status["counts"]["seen"] == 2 and status["eta_seconds"] is not None
+    assert status["staging"] is None, "no daemon has set a staging window yet"
+
+    # A run recalled from tape holds a slot of the window and counts as waiting for tape.
+    store.set_window("winter26", 5, None)
+    store.take_slot("cygno-data:LNF/run01001.mid.gz", "winter26", 1234)
+    store.wait("cygno-data:LNF/run01001.mid.gz", "winter26", "tape: staging to DISK by rule abc (REPLICATING)")
+    status = json.loads(cli(tmp_path, "campaign", "status", "winter26", "--json").output)
+    assert status["summary"] == {"done": 1, "running": 0, "waiting_for_tape": 1, "waiting": 1, "failed": 0,
+                                 "cancelled": 0}
+    assert (status["staging"]["runs"], status["staging"]["used_runs"], status["staging"]["used_bytes"]) == (5, 1, 1234)
+    text = cli(tmp_path, "campaign", "status", "winter26").output
+    assert "1 done, 0 running, 1 waiting for tape, 1 waiting, 0 failed; staging window 1/5 runs, 1,234 bytes" in text
 
     res = cli(tmp_path, "campaign", "cancel", "winter26")
     assert res.exit_code == 0 and "cancelled (2 pending runs)" in res.output

@@ -50,7 +50,9 @@ def test_bad_input_is_one_line_naming_the_option(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("RUCIO_CONFIG", str(cfg))
     cases = {("--database", "mysql://x"): "--database: 'mysql://x' must be a sqlite:/// or postgresql:// URL",
              ("--executor", "dask"): "--executor dask needs --scheduler ADDRESS",
-             ("--filter", "run_number>>3"): "--filter 'run_number>>3'"}
+             ("--filter", "run_number>>3"): "--filter 'run_number>>3'",
+             ("--staging-window", "-1"): "--staging-window",
+             ("--staging-bytes", "0"): "--staging-bytes"}
     for args, message in cases.items():
         res = CliRunner().invoke(lifecycle, ["run", "--once", "--state-dir", str(tmp_path), *args])
         assert res.exit_code == 2 and message in res.output, (args, res.output)

@@ -102,3 +102,38 @@ def test_a_bad_database_url_is_refused(tmp_path: Path) -> None:
         database_url("mysql://x", tmp_path)
     with pytest.raises(StoreError, match="cannot use"):
         Store("postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+
+
+def test_the_staging_window_is_never_overfilled_by_concurrent_daemons(url: str) -> None:
+    store = Store(url)
+    dids = [f"cygno-data:LNF/run0{n}.mid.gz" for n in range(1000, 1010)]
+    assert store.take_slot(dids[0], "c", 100) == (None, None), "no window set: no staging"
+    store.set_window("c", 3, None)
+    daemons = [Store(url) for _ in range(6)]  # six daemons, each wanting every run staged, at once
+    barrier = threading.Barrier(len(daemons))
+
+    def take(i: int) -> list[str]:
+        barrier.wait()
+        return [did for did in dids if daemons[i].take_slot(did, "c", 100)[0] is not None]
+
+    with ThreadPoolExecutor(len(daemons)) as pool:
+        taken = list(pool.map(take, range(len(daemons))))
+    held = {s.did for s in store.slots("c")}
+    assert len(held) == 3 and all(set(t) <= held for t in taken), (held, taken)
+    window = store.window("c")
+    assert (window.used_runs, window.used_bytes, window.describe()) == (3, 300, "3/3 runs, 300 bytes")
+    slot, _ = store.take_slot(sorted(held)[0], "c", 100)
+    assert slot is not None and slot.rule_id is None, "a held slot is given back to its run, not taken twice"
+    assert store.set_slot_rule(slot.did, "c", "rule1") and store.slot(slot.did, "c").rule_id == "rule1"
+    assert store.free_slot(slot.did, "c") and not store.free_slot(slot.did, "c")
+    free = next(d for d in dids if d not in held)
+    assert store.take_slot(free, "c", 100)[0] is not None, "a released slot slides the window"
+
+    store.set_window("c", 10, 450)  # a byte bound too: 300 + 100 fits, then 400 + 100 does not
+    assert store.take_slot("cygno-data:LNF/run09998.mid.gz", "c", 100)[0] is not None
+    assert store.take_slot("cygno-data:LNF/run09999.mid.gz", "c", 100) == (None, store.window("c"))
+    store.set_window("c", 10, 10)
+    for s in store.slots("c"):
+        store.free_slot(s.did, "c")
+    assert store.take_slot(free, "c", 50)[0] is not None, "a run larger than the byte bound goes alone"
+    assert store.take_slot(dids[-1], "c", 1)[0] is None
