@@ -26,12 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.lifecycle_bench import TAG, ingest  # noqa: E402
+from benchmarks.testbed_args import add_testbed_args, open_testbed  # noqa: E402
 from lifecycle.store import DONE, Store, database_url  # noqa: E402
 from reco.config import RecoConfig  # noqa: E402
 from reco.pedestal import compute_pedestal, write_pedestal  # noqa: E402
 from reco.runner import reconstruct_run  # noqa: E402
 from reco.runsource import open_run  # noqa: E402
-from testbed.stack import DEFAULT_STATE, Testbed  # noqa: E402
+from testbed.stack import Testbed  # noqa: E402
 
 CYGNO_DM = str(Path(sys.executable).parent / "cygno-dm")
 GOAL = 0.8
@@ -77,16 +78,12 @@ def campaign(tb: Testbed, work: Path, first: int, runs: int) -> tuple[float, flo
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--state", type=Path, default=DEFAULT_STATE)
-    ap.add_argument("--up", action="store_true", help="bring the testbed up first (idempotent)")
-    ap.add_argument("--profile", default=None, help="profile of a testbed brought up by --up [its saved one]")
+    add_testbed_args(ap)
     ap.add_argument("--runs", type=int, default=4, help="physics runs in the campaign")
     ap.add_argument("--frames", type=int, default=20, help="frames per run")
     ap.add_argument("--size", type=int, default=1152, help="frame side in pixels")
     args = ap.parse_args()
-    tb = Testbed(args.state, profile=args.profile)
-    if args.up:
-        tb.up()
+    tb = open_testbed(args)
     work = Path(tempfile.mkdtemp(prefix="campaign-bench-"))
     first = random.Random().randrange(100, 900) * 1000
     try:

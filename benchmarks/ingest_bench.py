@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testbed.stack import DEFAULT_STATE, Testbed  # noqa: E402
+from benchmarks.testbed_args import add_testbed_args, open_testbed  # noqa: E402
+from testbed.stack import Testbed  # noqa: E402
 
 SCOPE = "cygno-data"
 DAQ = "rucio-daq"
@@ -135,8 +136,7 @@ def case(tb: Testbed, work: Path, label: str, count: int, mb: float, first_run: 
 def main() -> int:
     """Parse flags, find (or start) the testbed, run both cases."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--state", type=Path, default=DEFAULT_STATE, help="state directory of a running testbed")
-    ap.add_argument("--up", action="store_true", help="bring the testbed up first (idempotent)")
+    add_testbed_args(ap)
     ap.add_argument("--rse", default="CNAF_USERDISK")
     ap.add_argument("--big-count", type=int, default=2)
     ap.add_argument("--big-mb", type=float, default=20)
@@ -151,9 +151,7 @@ def main() -> int:
     ap.add_argument("--only", choices=["big", "small"], help="run one case only")
     ap.add_argument("--first-run", type=int, default=int(time.time()) % 10**7 * 10)
     args = ap.parse_args()
-    tb = Testbed(args.state)
-    if args.up:
-        tb.up()
+    tb = open_testbed(args)
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         work = Path(tmp)
         run = args.first_run

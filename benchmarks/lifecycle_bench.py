@@ -25,11 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.testbed_args import add_testbed_args, open_testbed  # noqa: E402
 from cygno_dm.processing import register  # noqa: E402
 from lifecycle.store import Store, database_url  # noqa: E402
 from reco.config import RecoConfig  # noqa: E402
 from reco.simulate import SimConfig, simulate  # noqa: E402
-from testbed.stack import DEFAULT_STATE, Testbed  # noqa: E402
+from testbed.stack import Testbed  # noqa: E402
 
 CYGNO_DM = str(Path(sys.executable).parent / "cygno-dm")
 TAG = "MAN"
@@ -98,16 +99,12 @@ def measure(tb: Testbed, work: Path, label: str, first: int, count: int, frames:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--state", type=Path, default=DEFAULT_STATE)
-    ap.add_argument("--up", action="store_true", help="bring the testbed up first (idempotent)")
-    ap.add_argument("--profile", default=None, help="profile of a testbed brought up by --up [its saved one]")
+    add_testbed_args(ap)
     ap.add_argument("--runs", type=int, default=5, help="runs per case")
     ap.add_argument("--frames", type=int, default=20, help="frames per run")
     ap.add_argument("--interval", type=float, default=30.0, help="reconciliation interval of the baseline")
     args = ap.parse_args()
-    tb = Testbed(args.state, profile=args.profile)
-    if args.up:
-        tb.up()
+    tb = open_testbed(args)
     work = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     base = random.Random().randrange(100, 900) * 1000
     try:

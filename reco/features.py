@@ -290,6 +290,13 @@ def _clip_cov(a: float, b: float, c: float, lo: float, hi: float) -> tuple[float
 
 
 @nb.njit(cache=True, nogil=True)
+def _inverse_cov(a: float, b: float, c: float) -> tuple[float, float, float, float]:
+    """Inverse [[ia, ib], [ib, ic]] of the covariance [[a, b], [b, c]], and its determinant."""
+    det = a * c - b * b
+    return c / det, -b / det, a / det, det
+
+
+@nb.njit(cache=True, nogil=True)
 def spot_light(
     raw: np.ndarray,
     mean: np.ndarray,
@@ -340,10 +347,7 @@ def spot_light(
             ls * ct * ct + ts * st * st, (ls - ts) * ct * st, ls * st * st + ts * ct * ct, SPOT_MIN_VAR, hi
         )
         for _ in range(SPOT_ITERATIONS):
-            det = a * cc - b * b
-            ia = cc / det
-            ib = -b / det
-            ic = a / det
+            ia, ib, ic, _ = _inverse_cov(a, b, cc)
             s = 0.0
             sxx = 0.0
             sxy = 0.0
@@ -375,10 +379,7 @@ def spot_light(
                 a, b, cc = _clip_cov(pc / pdet, -pb / pdet, pa / pdet, SPOT_MIN_VAR, hi)
             else:
                 a, b, cc = _clip_cov(2.0 * ma, 2.0 * mb, 2.0 * mc, SPOT_MIN_VAR, hi)
-        det = a * cc - b * b
-        ia = cc / det
-        ib = -b / det
-        ic = a / det
+        ia, ib, ic, det = _inverse_cov(a, b, cc)
         norm = 1.0 / (two_pi * np.sqrt(det))
         swd = 0.0
         swg = 0.0
