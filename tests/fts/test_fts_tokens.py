@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -182,3 +183,52 @@ def test_wlcg_storage_scopes_are_path_prefixes_under_the_base_path() -> None:
     assert has_storage_scope(frozenset({"storage.modify:/"}), "create", "/cygno/x", "/cygno")  # modify gives create
     assert has_storage_scope(scopes, "stage", "/cygno/anything", "/cygno")
     assert not has_storage_scope(scopes, "create", "/cygno/cygno-sim/x", "/cygno")  # read only there
+
+
+def test_copies_use_the_per_file_tokens_rucio_sends(idp: Idp, fts_factory: Callable[..., FtsProcess],
+                                                    fts_tls: FtsTls, tmp_path: Path) -> None:
+    """What Rucio's FTS3 transfertool sends with oidc_support: `destination_tokens` per file. The copy presents the
+    token to the tape endpoint (not the service certificate); a token the endpoint refuses fails the file with the
+    endpoint's status; tokens appear in no job view and no log."""
+    tape = TapeEndpoint(tmp_path / "tape", 3600, 3600, 0.5, fts_tls,
+                        ("--token-issuer", idp.url, "--token-ca", idp.tls.ca))
+    fts = fts_factory("--token-issuer", idp.url, "--token-ca", idp.tls.ca, "--retry-delay", "0.2")
+    try:
+        (fts.workdir / "run.bin").write_bytes(os.urandom(300_000))
+        writer = idp.token("rucio", "storage.modify:/cygno storage.read:/cygno offline_access", TAPE_HOST)
+
+        def copy(name: str, token: str) -> dict[str, Any]:
+            files = [{"sources": [f"file://{fts.workdir}/run.bin"], "destinations": [tape.url(f"/cygno/d/{name}")],
+                      "source_tokens": [None], "destination_tokens": [token]}]
+            return fts.wait_job(fts.submit(files))
+
+        ok = copy("ok.bin", writer)
+        assert ok["job_state"] == "FINISHED", ok["files"][0]["reason"]
+        assert tape.request("HEAD", "/cygno/d/ok.bin").headers["Content-Length"] == "300000"
+        tape_log = (tmp_path / "tape" / "tape.log").read_text()
+        assert "PUT /cygno/d/ok.bin by rucio (token)" in tape_log
+        assert "PUT /cygno/d/ok.bin by /" not in tape_log  # not the service certificate
+        assert "bearer tokens for: destination" in fts.log.read_text()
+        view = json.dumps(fts.job(ok["job_id"]))
+        assert "destination_tokens" not in view and "dest_token" not in view
+        assert token_free(view, [writer])
+
+        short = idp.token("short", "storage.modify:/cygno storage.read:/cygno", TAPE_HOST)
+        time.sleep(2.1)
+        refused = {
+            "expired": short,
+            "audience": idp.token("elsewhere", "storage.modify:/cygno", "storage.example.org"),
+            "scope": idp.token("reader", "storage.read:/cygno", TAPE_HOST),
+        }
+        reasons = {}
+        for what, token in refused.items():
+            job = copy(f"{what}.bin", token)
+            reasons[what] = job["files"][0]["reason"]
+            assert job["job_state"] == "FAILED" and reasons[what].startswith("DESTINATION"), (what, reasons[what])
+            assert tape.request("HEAD", f"/cygno/d/{what}.bin").status_code == 404
+        assert "401" in reasons["expired"] and "401" in reasons["audience"] and "403" in reasons["scope"], reasons
+        tape_log = (tmp_path / "tape" / "tape.log").read_text()
+        assert "expired" in tape_log and "aud" in tape_log and "no storage.create scope" in tape_log
+        assert token_free(fts.log.read_text() + tape_log, [writer, short, *refused.values()])
+    finally:
+        _stop(tape.proc)
