@@ -38,7 +38,9 @@ def rse_settings(name: str, rse: Rse, state: Path, fts_url: str) -> dict[str, An
     if rse.accepts_tokens:
         # The conveyor asks the identity provider for per-file tokens; scope paths are relative to the
         # endpoint's base path (the tape endpoint's --token-base-path), so `storage.read:/` covers the RSE.
-        attributes.update(oidc_support=True, oidc_base_path=rse.prefix.rstrip("/"))
+        attributes["oidc_support"] = True
+        if rse.prefix.strip("/"):
+            attributes["oidc_base_path"] = rse.prefix.rstrip("/")
     if rse.kind == "posix":
         prefix = str(storage_dir(name, rse, state)).rstrip("/") + "/"
         proto = {"scheme": "file", "hostname": "", "port": 0, "prefix": prefix,
