@@ -122,7 +122,7 @@ def test_tape_endpoint_refuses_bad_per_file_tokens(tokens_testbed: Testbed, tmp_
             time.sleep(0.3)
         reason = job["files"][0]["reason"]
         assert job["job_state"] == "FAILED" and reason.startswith("DESTINATION"), (what, reason)
-        assert f"HTTP {cases[what][1]}" in reason, (what, reason)
+        assert f"HTTP {cases[what][1]}" in reason and "refused the per-file bearer token" in reason, (what, reason)
     tape_log = (tb.state / "logs" / f"tape-{TAPE}.log").read_text()
     for what, (_, _, said) in cases.items():  # the parent directory is refused first
         assert any("/refused" in line and said in line for line in tape_log.splitlines()), what

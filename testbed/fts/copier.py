@@ -107,7 +107,16 @@ class Copier:
         return report
 
     def copy(self, req: CopyRequest, on_started: Any = None) -> CopyResult:
-        """Copy source to destination; raises TransferError with an FTS-style reason."""
+        """Copy source to destination; raises TransferError with an FTS-style reason (naming a refused token)."""
+        try:
+            return self._copy(req, on_started)
+        except TransferError as err:
+            token = {"SOURCE": req.source_token, "DESTINATION": req.dest_token}.get(err.side)
+            if token and any(f"HTTP {status}" in err.message for status in (401, 403)):
+                err.message += " (the endpoint refused the per-file bearer token)"
+            raise
+
+    def _copy(self, req: CopyRequest, on_started: Any = None) -> CopyResult:
         gerror = _gerror_type()
         ctx = self.context(req)
         gsrc, gdst, url_mode = self._urls(req)

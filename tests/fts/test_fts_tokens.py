@@ -225,6 +225,7 @@ def test_copies_use_the_per_file_tokens_rucio_sends(idp: Idp, fts_factory: Calla
             job = copy(f"{what}.bin", token)
             reasons[what] = job["files"][0]["reason"]
             assert job["job_state"] == "FAILED" and reasons[what].startswith("DESTINATION"), (what, reasons[what])
+            assert reasons[what].endswith("(the endpoint refused the per-file bearer token)"), reasons[what]
             assert tape.request("HEAD", f"/cygno/d/{what}.bin").status_code == 404
         assert "401" in reasons["expired"] and "401" in reasons["audience"] and "403" in reasons["scope"], reasons
         tape_log = (tmp_path / "tape" / "tape.log").read_text()
