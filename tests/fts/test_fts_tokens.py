@@ -18,6 +18,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from testbed.idp import covers
 from testbed.private import write_private
 from testbed.tokens import has_storage_scope
 
@@ -233,3 +234,11 @@ def test_copies_use_the_per_file_tokens_rucio_sends(idp: Idp, fts_factory: Calla
         assert token_free(fts.log.read_text() + tape_log, [writer, short, *refused.values()])
     finally:
         _stop(tape.proc)
+
+
+def test_registered_storage_scopes_grant_sub_paths_only() -> None:
+    assert covers("storage.read:/", "storage.read:/cygno-data") and covers("storage.read:/", "storage.read:")
+    assert covers("storage.create:/cygno", "storage.create:/cygno/x") and covers("fts", "fts")
+    assert not covers("storage.create:/cygno", "storage.create:/cygnox")  # a path prefix, not a string prefix
+    assert not covers("storage.read:/", "storage.modify:/x") and not covers("fts", "fts:/")
+    assert not covers("storage.read:/cygno", "storage.read:/")
