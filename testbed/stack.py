@@ -265,6 +265,7 @@ class Testbed:
                  "--s3-credentials", str(self.state / "etc" / "s3-credentials.json"),
                  "--tls-dir", str(self.state / "tls"), "--client-cert", str(self.client_cert(FTS_CERT)),
                  "--s3-user-dn", client_dn(RUCIO_CERT), *self.token_args(),
+                 "--token-subject", f"{RUCIO_CLIENT}={client_dn(RUCIO_CERT)}",
                  *(x for e in self.storage_endpoints() for x in ("--storage-endpoint", e))],
                 url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/health"),
             ),

@@ -22,7 +22,7 @@ from testbed.idp import covers
 from testbed.private import write_private
 from testbed.tokens import has_storage_scope
 
-from .conftest import FTS_HOST, REPO, TAPE_HOST, FtsProcess, FtsTls, _stop, free_port, wait_for
+from .conftest import FTS_HOST, OTHER, REPO, TAPE_HOST, USER, FtsProcess, FtsTls, _stop, free_port, wait_for
 from .test_fts_tape import TapeEndpoint
 
 IDP_HOST = "127.0.0.44"
@@ -242,3 +242,19 @@ def test_registered_storage_scopes_grant_sub_paths_only() -> None:
     assert not covers("storage.create:/cygno", "storage.create:/cygnox")  # a path prefix, not a string prefix
     assert not covers("storage.read:/", "storage.modify:/x") and not covers("fts", "fts:/")
     assert not covers("storage.read:/cygno", "storage.read:/")
+
+
+def test_a_token_subject_can_be_the_same_owner_as_a_certificate(idp: Idp, fts_factory: Callable[..., FtsProcess],
+                                                                fts_tls: FtsTls) -> None:
+    """Rucio submits some jobs with its certificate and some with a token, and polls all with one of them."""
+    fts = fts_factory("--token-issuer", idp.url, "--token-ca", idp.tls.ca, "--max-active", "0",
+                      "--token-subject", f"rucio={fts_tls.dn(USER)}")
+    token = _bearer(idp.token("rucio", "fts", FTS_HOST))
+    (fts.workdir / "in").write_bytes(b"x")
+    body = {"files": [{"sources": [f"file://{fts.workdir}/in"], "destinations": [f"file://{fts.workdir}/out"]}]}
+    by_token = fts.request("POST", "/jobs", as_=None, headers=token, json=body).json()["job_id"]
+    by_cert = fts.submit(body["files"])
+    for job_id in (by_token, by_cert):
+        assert fts.request("GET", f"/jobs/{job_id}").json()["user_dn"] == fts_tls.dn(USER)
+        assert fts.request("GET", f"/jobs/{job_id}", as_=None, headers=token).status_code == 200
+    assert fts.request("GET", f"/jobs/{by_cert}", as_=OTHER).status_code == 403
