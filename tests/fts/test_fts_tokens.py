@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -213,6 +214,7 @@ def test_copies_use_the_per_file_tokens_rucio_sends(idp: Idp, fts_factory: Calla
         view = json.dumps(fts.job(ok["job_id"]))
         assert "destination_tokens" not in view and "dest_token" not in view
         assert token_free(view, [writer])
+        assert stat.S_IMODE(fts.db.stat().st_mode) == 0o600  # it keeps the tokens of pending copies
 
         short = idp.token("short", "storage.modify:/cygno storage.read:/cygno", TAPE_HOST)
         time.sleep(2.1)
