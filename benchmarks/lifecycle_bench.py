@@ -35,12 +35,13 @@ CYGNO_DM = str(Path(sys.executable).parent / "cygno-dm")
 TAG = "MAN"
 
 
-def ingest(tb: Testbed, work: Path, runs: list[tuple[int, str, int]], frames: int) -> None:
-    """Simulate MIDAS runs (run, run_type, events) and upload them as the DAQ with `cygno-dm ingest --once`."""
+def ingest(tb: Testbed, work: Path, runs: list[tuple[int, str, int]], frames: int, size: int = 256) -> None:
+    """Simulate MIDAS runs (run, run_type, events) of size x size frames and upload them as the DAQ with
+    `cygno-dm ingest --once`."""
     daq = work / f"daq{runs[0][0]}" / TAG
     daq.mkdir(parents=True)
     for run, kind, events in runs:
-        made = simulate(work / "sim" / str(run), SimConfig(height=256, width=256, n_frames=frames, pedestal_frames=8,
+        made = simulate(work / "sim" / str(run), SimConfig(height=size, width=size, n_frames=frames, pedestal_frames=8,
                                                             seed=run, run=run + 1 if kind == "pedestal" else run),
                         fmt="midas")
         dest = daq / f"run{run:06d}.mid.gz"

@@ -4,7 +4,8 @@ Run: .venv/bin/python -m benchmarks.reco_bench [--frames N] [--oracle-frames M] 
      [--preset easy|lime]
 Prints frames per second of the numba chain for each worker count and its ratio to the
 numpy/scipy/scikit-learn oracle chain (tests/reco/oracle.py) measured on the same frames in the same run,
-and the time of the previous single-pass chain (eps_tail = 0) on the same frames for comparison.
+and the time of the previous single-pass chain (eps_tail = 0) and of the chain without the spot light
+(spot_half = 0) on the same frames for comparison.
 """
 
 from __future__ import annotations
@@ -133,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             f"previous single-pass chain (eps_tail=0), 1 worker: {1e3 * single:7.1f} ms/frame "
             f"({s.n_clusters} clusters)"
         )
+        t = time.perf_counter()
+        reconstruct_run(raw, ped, d / "nospot.h5", cfg.replace(spot_half=0), workers=1)
+        nospot = (time.perf_counter() - t) / args.frames
+        print(f"without sc_spotlight (spot_half=0), 1 worker: {1e3 * nospot:7.1f} ms/frame")
         n_or = min(args.oracle_frames, args.frames)
         t = time.perf_counter()
         n_clu = oracle_chain(raw, ped, d / "oracle.h5", cfg, n_or)

@@ -85,9 +85,9 @@ def grid_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Markdown table: one row per setting and chain."""
     head = (
         "| setting | chain | objects | clean eff. | ER clean | 55Fe clean | NR clean | ER frag. | merged |"
-        " fakes/frame | ER resp. | 55Fe resp. | NR resp. | 55Fe res. |"
+        " fakes/frame | ER resp. | 55Fe resp. | NR resp. | 55Fe res. | 55Fe spot resp. | 55Fe spot res. |"
     )
-    lines = [head, "|" + " --- |" * 14]
+    lines = [head, "|" + " --- |" * 16]
     for setting, chains in results.items():
         for chain, m in chains.items():
             k = m["by_kind"]
@@ -100,7 +100,8 @@ def grid_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                 f"{_f(er.get('clean_efficiency'))} | {_f(fe.get('clean_efficiency'))} | "
                 f"{_f(nr.get('clean_efficiency'))} | {_f(er.get('fragment_rate'), True)} | "
                 f"{_f(m['merge_rate'], True)} | {m['fakes_per_frame']:.3f} | {_f(er.get('response'))} | "
-                f"{_f(fe.get('response'))} | {_f(nr.get('response'))} | {_f(fe.get('resolution'), True)} |"
+                f"{_f(fe.get('response'))} | {_f(nr.get('response'))} | {_f(fe.get('resolution'), True)} | "
+                f"{_f(fe.get('spot_response'))} | {_f(fe.get('spot_resolution'), True)} |"
             )
     return "\n".join(lines)
 
@@ -108,8 +109,9 @@ def grid_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 def bins_table(m: dict[str, Any]) -> str:
     """Markdown table per kind and energy bin."""
     lines = [
-        "| kind | keV | objects | eff. | clean eff. | frag. | merged | response | resolution | energy res. |",
-        "|" + " --- |" * 10,
+        "| kind | keV | objects | eff. | clean eff. | frag. | merged | response | resolution | energy res. |"
+        " spot resp. | spot res. |",
+        "|" + " --- |" * 12,
     ]
     for kind in KINDS:
         k = m["by_kind"].get(kind)
@@ -120,7 +122,8 @@ def bins_table(m: dict[str, Any]) -> str:
             lines.append(
                 f"| {kind} | {kev} | {b['tracks']} | {_f(b['efficiency'])} | {_f(b['clean_efficiency'])} | "
                 f"{_f(b['fragment_rate'], True)} | {_f(b['merge_rate'], True)} | {_f(b['response'])} | "
-                f"{_f(b['resolution'], True)} | {_f(b['energy_resolution'], True)} |"
+                f"{_f(b['resolution'], True)} | {_f(b['energy_resolution'], True)} | "
+                f"{_f(b['spot_response'])} | {_f(b['spot_resolution'], True)} |"
             )
     return "\n".join(lines)
 

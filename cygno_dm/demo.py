@@ -1,6 +1,7 @@
 """`make demo`: bring the testbed up, upload a CYGNO run as the DAQ, replicate it, download it as a physicist;
 then reconstruct a MIDAS run by its DID, register the output with provenance and download it as a physicist;
-then the lifecycle daemon reconstructs a newly uploaded run without being asked.
+then the lifecycle daemon reconstructs a newly uploaded run without being asked, and a physicist finds its output
+by metadata, downloads it with the plain `rucio` CLI and draws an event display.
 
 Safe to re-run: the run file is deterministic, an existing upload or rule is reused, and the checksum of what
 the physicist downloads is compared with what the DAQ uploaded.
@@ -119,7 +120,7 @@ def main() -> int:
     console.print(f"[bold]4.[/] {user_account} ran `rucio download --rses {second} {scope}:{name}` -> {got}")
     console.print(f"[bold]5.[/] md5 uploaded {uploaded_md5}  downloaded {downloaded_md5}  "
                   + ("[green]identical[/]" if same else "[red]DIFFERENT[/]"))
-    if not same or not reconstruct(tb, work) or not lifecycle_step(tb, work):
+    if not same or not reconstruct(tb, work) or not lifecycle_step(tb, work) or not physicist_step(tb, work):
         return 1
     console.print(f"    use it yourself: eval \"$(.venv/bin/cygno-dm testbed env {user_account})\"; .venv/bin/rucio did list "
                   f"'{scope}:*'   (stop with: .venv/bin/cygno-dm testbed down)")
@@ -239,6 +240,51 @@ def lifecycle_step(tb: Testbed, work: Path, run_number: int = 12, timeout: float
         daemon.wait(timeout=120)
     console.print(f"[bold]10.[/] the daemon registered {out_scope}:{out_name} {time.monotonic() - uploaded:.0f} s "
                   f"after the upload (`cygno-dm lifecycle status --state-dir {state}`)")
+    return True
+
+
+def physicist_step(tb: Testbed, work: Path, run_number: int = 12) -> bool:
+    """Step 11: a physicist lists the daemon's output by run metadata with the plain `rucio` CLI, downloads it with
+    its raw run and pedestal map (named in its provenance), and draws an event display with `cygno-dm reco show`."""
+    from cygno_dm.processing import register
+    from reco.output import read_table
+
+    profile = tb.profile
+    user = profile.accounts_with("user")[0].name
+    env = {**os.environ, **tb.env(user)}
+    bindir = Path(sys.executable).parent
+    out_scope = register.output_scope(profile)
+    listed = subprocess.run([str(bindir / "rucio"), "did", "list", f"{out_scope}:RECO/*", "--short", "--filter",
+                             f"run_number={run_number},reco_campaign={profile.processing.campaign}"],
+                            env=env, capture_output=True, text=True)
+    found = listed.stdout.split()
+    if listed.returncode != 0 or len(found) != 1:
+        console.print(f"[red]listing by metadata found {found}[/]:\n{listed.stderr[-2000:]}")
+        return False
+    output_did = found[0]
+    scope, name = output_did.split(":", 1)
+    meta = tb.client(user).get_metadata(scope, name, plugin="ALL")
+    dest = work / f"{user}-display"
+    shutil.rmtree(dest, ignore_errors=True)
+    dids = [output_did, meta["parent_did"], meta["pedestal_did"]]
+    got = subprocess.run([str(bindir / "rucio"), "download", "--dir", str(dest), *dids], env=env,
+                         capture_output=True, text=True)
+    local = [dest / d.replace(":", "/", 1) for d in dids]
+    if not all(path.exists() for path in local):
+        console.print(f"[red]rucio download failed[/]:\n{got.stderr[-2000:]}")
+        return False
+    per_event = read_table(local[0], "clusters")["event"].value_counts()
+    event = int(per_event.idxmax()) if len(per_event) else 0  # the event with the most clusters
+    png = dest / f"run{run_number}_ev{event}.png"
+    shown = subprocess.run([str(bindir / "cygno-dm"), "reco", "show", str(local[0]), "--event", str(event),
+                            "--raw", str(local[1]), "--pedestal", str(local[2]), "--png", str(png)],
+                           env=env, capture_output=True, text=True)
+    if shown.returncode != 0 or not png.exists():
+        console.print(f"[red]reco show failed[/]:\n{shown.stderr[-2000:]}")
+        return False
+    console.print(f"[bold]11.[/] {user} found {output_did} with `rucio did list --filter run_number={run_number},"
+                  f"reco_campaign=...`, downloaded it with its raw run and pedestal map (`rucio download`), and "
+                  f"drew event {event}: {png}")
     return True
 
 

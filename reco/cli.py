@@ -298,6 +298,25 @@ def metrics(output: Path, truth: Path, as_json: bool) -> None:
     for key in ("slope_adc_per_kev", "intercept_adc", "pearson_r", "resolution", "max_nonlinearity"):
         table.add_row(f"energy {key}", _fmt(fit.get(key)))
     console.print(table)
+    kinds = Table(title="per kind (light on clean objects: sc_light, and sc_spotlight for spots)")
+    for col in (
+        "kind",
+        "objects",
+        "clean eff.",
+        "response",
+        "resolution",
+        "spot response",
+        "spot resolution",
+    ):
+        kinds.add_column(col, justify="right")
+    for name, k in m["by_kind"].items():
+        kinds.add_row(
+            name,
+            str(k["tracks"]),
+            *(_fmt(k[key]) for key in ("clean_efficiency", "response", "resolution")),
+            *(_fmt(k[key]) for key in ("spot_response", "spot_resolution")),
+        )
+    console.print(kinds)
     bins = Table(title="per energy bin (clean objects)")
     for col in ("keV", "objects", "clean eff.", "response", "resolution"):
         bins.add_column(col, justify="right")

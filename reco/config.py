@@ -26,7 +26,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "spark_threshold",
     ),
     "clustering": ("eps", "min_samples", "eps_tail", "min_samples_tail", "cluster_cut_min"),
-    "features": ("light_ring", "row_clip", "noisy_factor"),
+    "features": ("light_ring", "row_clip", "noisy_factor", "spot_half", "spot_kappa"),
     "directional": (
         "directional",
         "dir_radius",
@@ -58,6 +58,8 @@ class RecoConfig:
     min_samples_tail: int = 6
     cluster_cut_min: int = 1
     light_ring: int = 1
+    spot_half: int = 24
+    spot_kappa: float = 25.0
     directional: bool = False
     dir_radius: float = 6.0
     dir_min_accuracy: float = 0.8
@@ -80,6 +82,12 @@ class RecoConfig:
             (self.min_samples_tail > 0, "min_samples_tail", "must be > 0"),
             (0 <= self.light_ring <= 8, "light_ring", "must be an integer in 0..8"),
             (self.row_clip > 0, "row_clip", "must be > 0"),
+            (
+                0 <= self.spot_half <= 64,
+                "spot_half",
+                "must be an integer in 0..64 (0: sc_spotlight = sc_light)",
+            ),
+            (self.spot_kappa >= 0, "spot_kappa", "must be >= 0"),
             (self.noisy_factor > 0, "noisy_factor", "must be > 0"),
             (self.cluster_cut_min >= 1, "cluster_cut_min", "must be >= 1"),
             (self.dir_radius >= 0, "dir_radius", "must be >= 0"),

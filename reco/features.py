@@ -26,6 +26,7 @@ FEATURES: tuple[str, ...] = (
     "sc_lgausssigma",
     "sc_tgausssigma",
     "sc_light",
+    "sc_spotlight",
 )
 INTEGER_FEATURES = frozenset({"sc_size", "sc_nhits", "sc_xmin", "sc_xmax", "sc_ymin", "sc_ymax"})
 NF = len(FEATURES)
@@ -46,7 +47,11 @@ NF = len(FEATURES)
     F_LSIGMA,
     F_TSIGMA,
     F_LIGHT,
+    F_SPOTLIGHT,
 ) = range(NF)
+SPOT_ITERATIONS = 5  # adaptive-moment iterations of the spot shape
+SPOT_WIDEN = 4.0  # variance ratio of the amplitude weight to the spot's (a Gaussian twice as wide)
+SPOT_MIN_VAR = 0.25  # px^2: smallest spot variance along an axis
 
 
 @nb.njit(cache=True, nogil=True)
@@ -214,25 +219,20 @@ def light_footprint(
 
 
 @nb.njit(cache=True, nogil=True)
-def light_sums(
+def row_offsets(
     raw: np.ndarray,
     mean: np.ndarray,
     thr: np.ndarray,
-    usable: np.ndarray,
-    cimax: int,
     clip_ratio: float,
     row_sum: np.ndarray,
     row_n: np.ndarray,
     fy: np.ndarray,
     fx: np.ndarray,
-    fc: np.ndarray,
-    nclu: int,
     rebin: int,
 ) -> np.ndarray:
-    """Per cluster, the sum of raw-mean minus the row offset over its footprint's usable pixels.
+    """Each row's common offset: the mean of its noise-dominated values outside all light footprints.
 
-    A row's offset is the mean of its noise-dominated values (|v| <= clip_ratio * thr) outside all
-    footprints, so the clusters' own light does not bias it.
+    Noise-dominated: |v| <= clip_ratio * thr; excluding the footprints keeps the clusters' own light out.
     """
     height = raw.shape[0]
     rs = row_sum.copy()
@@ -249,6 +249,23 @@ def light_sums(
     for i in range(height):
         if rn[i] > 0:
             off[i] = rs[i] / rn[i]
+    return off
+
+
+@nb.njit(cache=True, nogil=True)
+def light_sums(
+    raw: np.ndarray,
+    mean: np.ndarray,
+    usable: np.ndarray,
+    cimax: int,
+    off: np.ndarray,
+    fy: np.ndarray,
+    fx: np.ndarray,
+    fc: np.ndarray,
+    nclu: int,
+    rebin: int,
+) -> np.ndarray:
+    """Per cluster, the sum of raw-mean minus the row offset over its footprint's usable pixels."""
     out = np.zeros(nclu, np.float64)
     for k in range(fy.shape[0]):
         c = fc[k]
@@ -256,4 +273,140 @@ def light_sums(
             for j in range(fx[k] * rebin, (fx[k] + 1) * rebin):
                 if usable[i, j] and raw[i, j] < cimax:
                     out[c] += (np.float32(raw[i, j]) - mean[i, j]) - off[i]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _clip_cov(a: float, b: float, c: float, lo: float, hi: float) -> tuple[float, float, float]:
+    """Covariance [[a, b], [b, c]] with its eigenvalues clipped into [lo, hi]."""
+    half_tr = 0.5 * (a + c)
+    disc = np.sqrt(0.25 * (a - c) ** 2 + b * b)
+    l1 = min(max(half_tr + disc, lo), hi)
+    l2 = min(max(half_tr - disc, lo), hi)
+    phi = 0.5 * np.arctan2(2.0 * b, a - c)
+    cs = np.cos(phi)
+    sn = np.sin(phi)
+    return l1 * cs * cs + l2 * sn * sn, (l1 - l2) * cs * sn, l1 * sn * sn + l2 * cs * cs
+
+
+@nb.njit(cache=True, nogil=True)
+def spot_light(
+    raw: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    usable: np.ndarray,
+    cimax: int,
+    off: np.ndarray,
+    feats: np.ndarray,
+    half: int,
+    kappa: float,
+) -> np.ndarray:
+    """Noise-weighted light of each cluster taken as one spot (sc_spotlight); sc_light when it is not compact.
+
+    Compact: all the cluster's hits within `half` pixels (x and y) of its centroid. In the
+    (2 half + 1)^2 window around the centroid: the spot's covariance by adaptive
+    Gaussian moments (started from the cluster's sigmas and axis), its amplitude A by a least-squares
+    fit with a Gaussian weight twice as wide, then the light = sum over the window of
+    w d + (1 - w) A g per pixel, where d = raw - mean - row offset, g the unit spot model, and
+    w = kappa A g / (kappa A g + sigma^2) the Wiener weight: bright pixels count as measured, faint ones
+    (noise-dominated) as the model predicts, unusable or saturated pixels fully from the model.
+    """
+    height, width = raw.shape
+    nclu = feats.shape[0]
+    out = feats[:, F_LIGHT].copy()
+    if half <= 0:
+        return out
+    hi = max((half / 3.0) ** 2, SPOT_MIN_VAR)
+    two_pi = 2.0 * np.pi
+    for c in range(nclu):
+        if feats[c, F_NHITS] == 0:
+            continue
+        cx = feats[c, F_XMEAN]
+        cy = feats[c, F_YMEAN]
+        reach = max(
+            cx - feats[c, F_XMIN], feats[c, F_XMAX] - cx, cy - feats[c, F_YMIN], feats[c, F_YMAX] - cy
+        )
+        if reach > half:  # not compact: its hits must all lie in the window
+            continue
+        i0 = max(int(np.floor(cy + 0.5)) - half, 0)
+        i1 = min(int(np.floor(cy + 0.5)) + half + 1, height)
+        j0 = max(int(np.floor(cx + 0.5)) - half, 0)
+        j1 = min(int(np.floor(cx + 0.5)) + half + 1, width)
+        ls = feats[c, F_LSIGMA] ** 2
+        ts = feats[c, F_TSIGMA] ** 2
+        ct = np.cos(feats[c, F_THETA])
+        st = np.sin(feats[c, F_THETA])
+        a, b, cc = _clip_cov(
+            ls * ct * ct + ts * st * st, (ls - ts) * ct * st, ls * st * st + ts * ct * ct, SPOT_MIN_VAR, hi
+        )
+        for _ in range(SPOT_ITERATIONS):
+            det = a * cc - b * b
+            ia = cc / det
+            ib = -b / det
+            ic = a / det
+            s = 0.0
+            sxx = 0.0
+            sxy = 0.0
+            syy = 0.0
+            for i in range(i0, i1):
+                dy = i - cy
+                for j in range(j0, j1):
+                    if usable[i, j] and raw[i, j] < cimax:
+                        dx = j - cx
+                        d = np.float64(np.float32(raw[i, j]) - mean[i, j]) - off[i]
+                        gd = np.exp(-0.5 * (ia * dx * dx + 2.0 * ib * dx * dy + ic * dy * dy)) * d
+                        s += gd
+                        sxx += gd * dx * dx
+                        sxy += gd * dx * dy
+                        syy += gd * dy * dy
+            if s <= 0.0:
+                break
+            ma = sxx / s
+            mb = sxy / s
+            mc = syy / s
+            mdet = ma * mc - mb * mb
+            if mdet <= 0.0 or ma <= 0.0:
+                break
+            pa = mc / mdet - ia  # the profile's inverse covariance: M^-1 - W^-1 for Gaussians
+            pb = -mb / mdet - ib
+            pc = ma / mdet - ic
+            pdet = pa * pc - pb * pb
+            if pa > 0.0 and pdet > 0.0:
+                a, b, cc = _clip_cov(pc / pdet, -pb / pdet, pa / pdet, SPOT_MIN_VAR, hi)
+            else:
+                a, b, cc = _clip_cov(2.0 * ma, 2.0 * mb, 2.0 * mc, SPOT_MIN_VAR, hi)
+        det = a * cc - b * b
+        ia = cc / det
+        ib = -b / det
+        ic = a / det
+        norm = 1.0 / (two_pi * np.sqrt(det))
+        swd = 0.0
+        swg = 0.0
+        for i in range(i0, i1):
+            dy = i - cy
+            for j in range(j0, j1):
+                if usable[i, j] and raw[i, j] < cimax:
+                    dx = j - cx
+                    q = ia * dx * dx + 2.0 * ib * dx * dy + ic * dy * dy
+                    w = np.exp(-0.5 * q / SPOT_WIDEN)
+                    swd += w * (np.float64(np.float32(raw[i, j]) - mean[i, j]) - off[i])
+                    swg += w * np.exp(-0.5 * q) * norm
+        if swg <= 0.0:
+            continue
+        amp = swd / swg
+        total = 0.0
+        for i in range(i0, i1):
+            dy = i - cy
+            for j in range(j0, j1):
+                dx = j - cx
+                model = amp * np.exp(-0.5 * (ia * dx * dx + 2.0 * ib * dx * dy + ic * dy * dy)) * norm
+                if usable[i, j] and raw[i, j] < cimax:
+                    d = np.float64(np.float32(raw[i, j]) - mean[i, j]) - off[i]
+                    sig = kappa * max(model, 0.0)
+                    den = sig + var[i, j]
+                    w = sig / den if den > 0.0 else 1.0
+                    total += w * d + (1.0 - w) * model
+                else:
+                    total += model
+        out[c] = total
     return out

@@ -11,7 +11,18 @@ from reco.config import RecoConfig
 from reco.dbscan import grid_dbscan, seeded_clusters
 from reco.directional import directional_regrow, frame_seed
 from reco.errors import RecoInputError
-from reco.features import F_LIGHT, FEATURES, NF, cluster_features, gather_pixels, light_footprint, light_sums
+from reco.features import (
+    F_LIGHT,
+    F_SPOTLIGHT,
+    FEATURES,
+    NF,
+    cluster_features,
+    gather_pixels,
+    light_footprint,
+    light_sums,
+    row_offsets,
+    spot_light,
+)
 from reco.pedestal import Pedestal
 from reco.preprocess import active_points, median_rebin, zero_suppress
 
@@ -27,6 +38,7 @@ class Calibration:
     pedestal_run: int
     mean_sum: float
     usable: np.ndarray  # uint8: 1 where sigma <= noisy_factor * median sigma (used by sc_light)
+    variance: np.ndarray  # float32 sigma^2 (the Wiener weights of sc_spotlight)
 
     @classmethod
     def from_pedestal(cls, ped: Pedestal, cfg: RecoConfig) -> Calibration:
@@ -39,7 +51,8 @@ class Calibration:
         thr = (np.float32(cfg.nsigma) * ped.sigma).astype(np.float32, copy=False)
         mean = np.ascontiguousarray(ped.mean, np.float32)
         usable = (ped.sigma <= cfg.noisy_factor * np.median(ped.sigma)).astype(np.uint8)
-        return cls(mean, np.ascontiguousarray(thr), ped.run, float(mean.sum(dtype=np.float64)), usable)
+        var = np.ascontiguousarray(np.square(ped.sigma, dtype=np.float32))
+        return cls(mean, np.ascontiguousarray(thr), ped.run, float(mean.sum(dtype=np.float64)), usable, var)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -138,20 +151,22 @@ class FrameReconstructor:
             offsets, px, py, pv, ncells = gather_pixels(self.zs, ys, xs, labels, nlab, cfg.rebin)
         feats = cluster_features(offsets, px, py, pv, ncells, cfg.rebin)
         fy, fx, fc = light_footprint(ys, xs, labels, mh, mw, cfg.light_ring)
+        off = row_offsets(
+            raw, calib.mean, calib.threshold, self.clip_ratio, self.row_sum, self.row_n, fy, fx, cfg.rebin
+        )
         feats[:, F_LIGHT] = light_sums(
+            raw, calib.mean, calib.usable, cfg.cimax, off, fy, fx, fc, nlab, cfg.rebin
+        )
+        feats[:, F_SPOTLIGHT] = spot_light(
             raw,
             calib.mean,
-            calib.threshold,
+            calib.variance,
             calib.usable,
             cfg.cimax,
-            self.clip_ratio,
-            self.row_sum,
-            self.row_n,
-            fy,
-            fx,
-            fc,
-            nlab,
-            cfg.rebin,
+            off,
+            feats,
+            cfg.spot_half,
+            cfg.spot_kappa,
         )
         return FrameResult(False, mean_signal, feats, offsets, px, py, pv, (ys, xs, ws), labels)
 

@@ -19,6 +19,7 @@ FOUND = 0.5  # an object is found by a cluster holding at least this fraction of
 SHARE = 0.15  # an object "is in" a cluster holding at least this fraction of its photons
 FAKE = 0.25  # a cluster is fake when truth light is below this fraction of its integral
 LIGHT = "sc_light"  # the chain's light estimate; files without it fall back to sc_integral
+SPOT_LIGHT = "sc_spotlight"  # the light of a cluster taken as one spot (compact clusters)
 ENERGY_BINS = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, np.inf)
 
 
@@ -110,6 +111,8 @@ def compute_metrics(reco_path: str | Path, truth_path: str | Path) -> dict[str, 
     t["response"] = estimate / true_light
     t["energy_response"] = estimate / (adc_per_kev * t["energy_kev"])
     t["integral_response"] = t["integral"] / true_light
+    spot = cl[SPOT_LIGHT].reindex(key).to_numpy() if SPOT_LIGHT in cl else np.full(len(t), np.nan)
+    t["spot_response"] = spot / true_light
 
     # clusters: held light (ADC) per cluster decides fake / piece / holding
     held = ov.groupby(["event", "cluster"])["photons"].sum() * float(tattrs["adc_per_photon"])
@@ -173,6 +176,8 @@ def _summary(g: pd.DataFrame, by_energy: bool = False) -> dict[str, Any]:
         "energy_resolution": _spread(clean["energy_response"]),
         "integral_response": _mean(clean["integral_response"]),
         "integral_resolution": _spread(clean["integral_response"]),
+        "spot_response": _mean(clean["spot_response"].dropna()),
+        "spot_resolution": _spread(clean["spot_response"].dropna()),
     }
     if by_energy:
         out["energy_bins"] = []

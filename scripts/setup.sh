@@ -10,7 +10,8 @@ VENV="$ROOT/.venv"
 APT_PACKAGES=(
   python3 python3-venv python3-dev build-essential
   gfal2 gfal2-plugin-http gfal2-plugin-file gfal2-util-scripts python3-gfal2
-  xrootd-server xrootd-client
+  xrootd-server xrootd-client xrootd-scitokens-plugins   # WLCG bearer tokens at the WebDAV endpoint
+  oidc-agent-cli             # how the DAQ and people get tokens (device flow, refresh) from the identity provider
   swig libssl-dev            # M2Crypto, needed by the fts3 client
   postgresql postgresql-client rabbitmq-server
   procps psmisc curl openssl

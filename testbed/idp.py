@@ -1,8 +1,10 @@
 """The testbed identity provider, in the role INDIGO IAM has in production (built on authlib).
 
 OpenID discovery, JWKS and WLCG-profile JWT access tokens (`wlcg.ver`, `aud`, `scope`, `wlcg.groups`) for robot
-clients through the client-credentials grant. Clients, their secrets, allowed scopes, audiences and groups come
-from a 0600 JSON file; the signing key is made at the first start and kept 0600 next to it.
+clients through the client-credentials grant, and for people through the device flow with refresh tokens
+(testbed/idp_people.py; what oidc-agent uses). Clients (secrets, grant types, allowed scopes, audiences, groups)
+and people (password hashes, groups, scopes) come from a 0600 JSON file; the signing key is made at the first
+start and kept 0600 next to it, and so are the (hashed) refresh tokens.
 
 `python -m testbed.idp --host H --port P --config FILE --key FILE [--tls-dir DIR]`
 """
@@ -16,20 +18,34 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import Flask, jsonify, request
 from joserfc.jwk import KeySet, RSAKey
 
+from testbed.idp_people import (
+    REFRESH_LIFETIME,
+    PeopleStore,
+    Person,
+    device_endpoint,
+    device_grant,
+    load_people,
+    refresh_grant,
+    save_token,
+    verification_page,
+)
 from testbed.private import write_private
 
 log = logging.getLogger(__name__)
 
 WLCG_VERSION = "1.0"
+GRANT_TYPES = ("client_credentials", DEVICE_CODE_GRANT_TYPE, "refresh_token")
 
 
 @dataclass
@@ -42,6 +58,7 @@ class Client(ClientMixin):
     audiences: list[str]
     groups: list[str] = field(default_factory=list)
     lifetime: int | None = None  # seconds; default: the provider's
+    grant_types: list[str] = field(default_factory=lambda: ["client_credentials"])
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -68,7 +85,7 @@ class Client(ClientMixin):
         return False
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "client_credentials"
+        return grant_type in self.grant_types
 
 
 def covers(registered: str, requested: str) -> bool:
@@ -94,9 +111,16 @@ class WlcgTokens(JWTBearerTokenGenerator):
     """RFC 9068 JWT access tokens with the WLCG token profile claims."""
 
     def __init__(self, issuer: str, keys: KeySet, lifetime: int):
-        super().__init__(issuer, alg="RS256",
+        super().__init__(issuer, alg="RS256", refresh_token_generator=lambda **_: token_urlsafe(48),
                          expires_generator=lambda client, grant_type: client.lifetime or lifetime)
         self.keys = keys
+
+    def generate(self, grant_type: str, client: Client, user: Person | None = None, scope: str | None = None,
+                 expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
+        """A token whose scopes a person's grant narrows to what that person may have."""
+        if user is not None:
+            scope = user.allowed(self.get_allowed_scope(client, scope) or "")
+        return super().generate(grant_type, client, user, scope, expires_in, include_refresh_token)
 
     def get_jwks(self) -> KeySet:
         return self.keys
@@ -109,7 +133,7 @@ class WlcgTokens(JWTBearerTokenGenerator):
         return wanted
 
     def get_extra_claims(self, client: Client, grant_type: str, user: Any, scope: str) -> dict[str, Any]:
-        return {"wlcg.ver": WLCG_VERSION, "wlcg.groups": list(client.groups)}
+        return {"wlcg.ver": WLCG_VERSION, "wlcg.groups": list(user.groups if user else client.groups)}
 
 
 def load_clients(config: dict[str, Any]) -> dict[str, Client]:
@@ -119,9 +143,13 @@ def load_clients(config: dict[str, Any]) -> dict[str, Client]:
         for key in ("client_id", "client_secret", "scopes", "audiences"):
             if not entry.get(key):
                 raise ValueError(f"clients[{n}].{key}: required")
+        unknown = set(entry.get("grant_types", [])) - set(GRANT_TYPES)
+        if unknown:
+            raise ValueError(f"clients[{n}].grant_types: {sorted(unknown)} not among {GRANT_TYPES}")
         clients[entry["client_id"]] = Client(entry["client_id"], entry["client_secret"], list(entry["scopes"]),
                                              list(entry["audiences"]), list(entry.get("groups", [])),
-                                             entry.get("lifetime"))
+                                             entry.get("lifetime"),
+                                             list(entry.get("grant_types", ["client_credentials"])))
     return clients
 
 
@@ -135,12 +163,17 @@ def load_or_create_key(path: Path) -> KeySet:
     return keys
 
 
-def create_app(issuer: str, config: dict[str, Any], keys: KeySet) -> Flask:
+def create_app(issuer: str, config: dict[str, Any], keys: KeySet, refresh_file: Path) -> Flask:
     """The Flask app of the identity provider."""
     app = Flask("testbed.idp")
     clients = load_clients(config)
-    server = AuthorizationServer(app, query_client=clients.get, save_token=lambda token, req: None)
+    people = PeopleStore(load_people(config), refresh_file, int(config.get("refresh_lifetime", REFRESH_LIFETIME)))
+    server = AuthorizationServer(app, query_client=clients.get,
+                                 save_token=lambda token, req: save_token(people, token, req))
     server.register_grant(ClientCredentials)
+    server.register_grant(device_grant(people))
+    server.register_grant(refresh_grant(people))
+    server.register_endpoint(device_endpoint(people, f"{issuer}/device"))
     server.register_token_generator("default", WlcgTokens(issuer, keys, int(config.get("lifetime", 1200))))
     public = {"keys": [k.as_dict(private=False) for k in keys.keys]}
 
@@ -151,7 +184,8 @@ def create_app(issuer: str, config: dict[str, Any], keys: KeySet) -> Flask:
     @app.get("/.well-known/openid-configuration")
     def discovery() -> Any:
         return jsonify({"issuer": issuer, "jwks_uri": f"{issuer}/jwks", "token_endpoint": f"{issuer}/token",
-                        "grant_types_supported": ["client_credentials"],
+                        "device_authorization_endpoint": f"{issuer}/devicecode",
+                        "grant_types_supported": list(GRANT_TYPES),
                         "token_endpoint_auth_methods_supported": ClientCredentials.TOKEN_ENDPOINT_AUTH_METHODS,
                         "scopes_supported": sorted({s for c in clients.values() for s in c.scopes}),
                         "id_token_signing_alg_values_supported": ["RS256"]})
@@ -163,6 +197,27 @@ def create_app(issuer: str, config: dict[str, Any], keys: KeySet) -> Flask:
     @app.post("/token")
     def token() -> Any:
         return server.create_token_response()
+
+    @app.post("/devicecode")
+    def device_authorization() -> Any:
+        return server.create_endpoint_response("device_authorization")
+
+    @app.route("/device", methods=["GET", "POST"])
+    def device() -> Any:
+        """The verification page: a person approves (or denies) a device's user code with their password."""
+        if request.method == "GET":
+            return verification_page(request.args.get("user_code", ""))
+        form = request.form
+        try:
+            client_id = people.approve(form.get("user_code", ""), form.get("username", ""), form.get("password", ""),
+                                       form.get("decision") != "deny")
+        except PermissionError as err:
+            return verification_page(form.get("user_code", ""), str(err)), 401
+        except ValueError as err:
+            return verification_page("", str(err)), 400
+        log.info("device code of client %s %s by %s", client_id,
+                 "denied" if form.get("decision") == "deny" else "approved", form.get("username"))
+        return verification_page(message="Done: you may close this page and return to your device.")
 
     return app
 
@@ -185,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         cert, key, _ = ensure_host_cert(args.tls_dir, args.host)
         context = (str(cert), str(key))
     issuer = f"{'https' if context else 'http'}://{args.host}:{args.port}"
-    app = create_app(issuer, config, load_or_create_key(args.key))
+    app = create_app(issuer, config, load_or_create_key(args.key), args.key.with_name("refresh-tokens.json"))
     app.run(host=args.host, port=args.port, ssl_context=context, threaded=True)
     return 0
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
+from werkzeug.security import generate_password_hash
 
 from cygno_dm.profile import Profile, load_profile
 from testbed import daemons, rucio_config
@@ -27,6 +29,7 @@ from testbed.supervisor import Component, Supervisor, healthy
 
 log = logging.getLogger(__name__)
 
+PEOPLE_CLIENT = "people"  # the identity provider's client for people (oidc-agent's device flow, refresh tokens)
 DEFAULT_STATE = Path(os.environ.get("CYGNO_DM_STATE", ".state/testbed"))
 RUCIO_SERVER = "rucio-server"
 RUCIO_CERT, FTS_CERT = "service-rucio", "service-fts"  # client certificates of Rucio's daemons and the FTS
@@ -101,9 +104,28 @@ def idp_clients(profile: Profile, fts_host: str, secrets: dict[str, str]) -> dic
         scopes = [f"storage.{op}:/{scope}" for scope in profile.scopes.raw for op in ("read", "create")]
         clients.append({"client_id": acc.name, "scopes": scopes, "audiences": audiences[1:],
                         "groups": [f"/{profile.experiment.name}/daq"]})
+    # People (oidc-agent, a physicist's notebook): the device flow and refresh tokens; each token carries only what
+    # its person may have (idp_people).
+    person_scopes = sorted({s for p in idp_people(profile) for s in p["scopes"]})
+    clients.append({"client_id": PEOPLE_CLIENT, "scopes": ["openid", "offline_access", *person_scopes],
+                    "audiences": audiences[1:], "groups": [], "grant_types": [DEVICE_CODE_GRANT_TYPE, "refresh_token"]})
     for client in clients:
         client["client_secret"] = secrets.get(client["client_id"]) or token_urlsafe(24)
-    return {"lifetime": 1200, "clients": clients}
+    return {"lifetime": 1200, "clients": clients, "people": idp_people(profile)}
+
+
+def idp_people(profile: Profile) -> list[dict[str, Any]]:
+    """The people of the identity provider: the profile's user and data-manager accounts, who log in with their
+    testbed account password; users read every scope, data managers also create and modify."""
+    people = []
+    for acc in profile.accounts_with("user") + profile.accounts_with("data-manager"):
+        if not acc.password:
+            continue
+        ops = ("read",) if acc.role == "user" else ("read", "create", "modify")
+        people.append({"username": acc.name, "password_hash": generate_password_hash(acc.password),
+                       "groups": [f"/{profile.experiment.name}/{acc.role}"],
+                       "scopes": [f"storage.{op}:/{scope}" for scope in profile.scopes.all for op in ops]})
+    return people
 
 
 def _port_busy(host: str, port: int) -> bool:
@@ -234,7 +256,8 @@ class Testbed:
                 url = f"{scheme}://{host}:{port}/"
                 argv = [py, "-m", "testbed.storage.webdav", "--host", host, "--port", str(port), "--root", root,
                         "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls,
-                        *(x for dn in self.writer_dns() for x in ("--writer-dn", dn))]
+                        *(x for dn in self.writer_dns() for x in ("--writer-dn", dn)),
+                        *self.token_args(), "--token-base-path", rse.prefix]
                 health = (lambda u: lambda: webdav_ready(u))(url)
             else:
                 secure = rse.endpoint.startswith(("https", "davs"))

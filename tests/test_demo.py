@@ -27,6 +27,9 @@ def test_demo_runs_and_reruns_with_identical_checksums() -> None:
             assert res.returncode == 0, (attempt, res.stdout[-3000:], res.stderr[-3000:])
             assert "identical" in out and "DIFFERENT" not in out, out
         assert "already on CNAF_USERDISK (re-run)" in out
+        # Step 11: the daemon's output found by metadata, downloaded with its raw run and pedestal map, drawn.
+        pngs = list((base / "state" / "demo").glob("*-display/run12_ev*.png"))
+        assert "11." in out and len(pngs) == 1 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", out
     finally:
         subprocess.run([sys.executable, "-m", "cygno_dm.cli", "testbed", "down"], env=env, capture_output=True,
                        timeout=120)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from testbed.rses import storage_dir
-from testbed.stack import RUCIO_CERT, Testbed
+from testbed.stack import PEOPLE_CLIENT, RUCIO_CERT, Testbed
 from testbed.storage.tls import client_dn
 from tests.rucio_helpers import download, md5, new_run_name, rucio, s3_client, upload
 
@@ -166,3 +167,57 @@ def test_tokens_of_the_identity_provider_work_at_the_transfer_service_and_the_ta
                              headers={"Authorization": f"Bearer {daq}"})
     assert elsewhere.status_code == 403 and "storage.create" in elsewhere.json()["detail"]
     assert stat.S_IMODE(testbed.idp_clients.stat().st_mode) == 0o600
+
+
+def test_tokens_of_the_identity_provider_work_at_the_webdav_endpoint(testbed: Testbed) -> None:
+    """XRootD's SciTokens plugin: the DAQ account's token writes its raw scope only; certificates still write."""
+    ca = str(testbed.ca_dir / "ca.pem")
+    secrets = {c["client_id"]: c["client_secret"] for c in json.loads(testbed.idp_clients.read_text())["clients"]}
+    dav = next(r for r in testbed.profile.rses.values() if r.kind == "webdav")
+    base = dav.endpoint.replace("davs://", "https://")
+    r = requests.post(testbed.idp_url + "/token", verify=ca, timeout=10, auth=("rucio-daq", secrets["rucio-daq"]),
+                      data={"grant_type": "client_credentials", "audience": urlsplit(base).hostname})
+    assert r.status_code == 200, r.text
+    bearer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    target = f"{base}{dav.prefix}/cygno-data/token-probe-{uuid.uuid4().hex}.bin"
+    assert requests.put(target, data=b"t", headers=bearer, verify=ca, timeout=10).status_code in (200, 201)
+    assert requests.get(target, headers=bearer, verify=ca, timeout=10).content == b"t"
+    assert requests.delete(target, headers=bearer, verify=ca, timeout=10).status_code == 403  # no storage.modify
+    elsewhere = f"{base}{dav.prefix}/cygno-sim/token-probe.bin"
+    assert requests.put(elsewhere, data=b"t", headers=bearer, verify=ca, timeout=10).status_code == 403
+    rucio_cert = str(testbed.client_cert("service-rucio"))
+    assert requests.delete(target, cert=rucio_cert, verify=ca, timeout=10).status_code in (200, 204)
+
+
+def test_a_person_gets_a_token_by_the_device_flow_and_reads_but_cannot_write(testbed: Testbed) -> None:
+    """The testbed's people: alice approves a device with her account password; her token reads the raw scope at
+    the WebDAV endpoint and writes nothing (users read; data managers also create and modify)."""
+    ca = str(testbed.ca_dir / "ca.pem")
+    config = json.loads(testbed.idp_clients.read_text())
+    client = next(c for c in config["clients"] if c["client_id"] == PEOPLE_CLIENT)
+    auth = (client["client_id"], client["client_secret"])
+    dav = next(r for r in testbed.profile.rses.values() if r.kind == "webdav")
+    base = dav.endpoint.replace("davs://", "https://")
+    codes = requests.post(testbed.idp_url + "/devicecode", auth=auth, verify=ca, timeout=10,
+                          data={"scope": "openid offline_access storage.read:/cygno-data storage.create:/cygno-data"})
+    assert codes.status_code == 200, codes.text
+    alice = testbed.profile.account("alice")
+    approved = requests.post(testbed.idp_url + "/device", verify=ca, timeout=10, data={
+        "user_code": codes.json()["user_code"], "username": alice.name, "password": alice.password})
+    assert approved.ok, approved.text
+    time.sleep(1.1)  # a device polls at most once a second
+    r = requests.post(testbed.idp_url + "/token", auth=auth, verify=ca, timeout=10, data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": codes.json()["device_code"],
+        "audience": urlsplit(base).hostname})
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"].split() == ["openid", "offline_access", "storage.read:/cygno-data"]
+    bearer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    rucio_cert = str(testbed.client_cert("service-rucio"))
+    target = f"{base}{dav.prefix}/cygno-data/people-probe-{uuid.uuid4().hex}.bin"
+    assert requests.put(target, data=b"p", cert=rucio_cert, verify=ca, timeout=10).status_code in (200, 201)
+    try:
+        assert requests.get(target, headers=bearer, verify=ca, timeout=10).content == b"p"
+        refused = requests.put(target + ".new", data=b"x", headers=bearer, verify=ca, timeout=10)
+        assert refused.status_code == 403, refused.status_code
+    finally:
+        requests.delete(target, cert=rucio_cert, verify=ca, timeout=10)

@@ -84,10 +84,13 @@ def ingest() -> None:
 @click.option("--runlog-url", default=None, help="SQLAlchemy URL of the run-log database")
 @click.option("--runlog-table", default="Runlog", show_default=True)
 @click.option("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
+@click.option("--storage-token", envvar="CYGNO_DM_STORAGE_TOKEN", default=None, metavar="oidc-agent:ACCOUNT|file:PATH",
+              help="bearer tokens for WebDAV/gfal2 storage, renewed before they expire: from oidc-agent, or a "
+                   "refresh token in a 0600 JSON file [$CYGNO_DM_STORAGE_TOKEN]")
 def run_cmd(watch: tuple[str, ...], rse: str | None, scope: str | None, account: str | None,
             profile_ref: str | None, journal: Path | None, once: bool, settle: float, stale: float, poll: float,
             safety_poll: float, workers: int, part_size_mb: int, parallel_parts: int, keep_local: bool,
-            runlog_url: str | None, runlog_table: str, metrics_port: int | None) -> None:
+            runlog_url: str | None, runlog_table: str, metrics_port: int | None, storage_token: str | None) -> None:
     """Watch DAQ directories and ingest every complete run file."""
     from cygno_dm.ingest import metrics
     from cygno_dm.ingest.catalog import Catalog
@@ -97,6 +100,8 @@ def run_cmd(watch: tuple[str, ...], rse: str | None, scope: str | None, account:
     from cygno_dm.ingest.pipeline import Pipeline
     from cygno_dm.ingest.runlog import RunLog
     from cygno_dm.ingest.runner import Ingestor
+    from cygno_dm.ingest.stores import Stores
+    from cygno_dm.tokens import TokenError, token_source
 
     profile = _profile(profile_ref)
     account = account or next((a.name for a in profile.accounts_with("daq")), None)
@@ -114,10 +119,15 @@ def run_cmd(watch: tuple[str, ...], rse: str | None, scope: str | None, account:
     for wd in cfg.watch:
         if wd.tag and wd.tag not in profile.naming.tags:
             raise click.UsageError(f"--watch: TAG {wd.tag!r} is not one of {profile.naming.tags}")
+    try:
+        tokens = token_source(storage_token) if storage_token else None
+    except TokenError as err:
+        raise click.UsageError(f"--storage-token: {err}") from None
     if metrics_port:
         metrics.serve(metrics_port)
     bars, factory = _progress_factory()
     pipeline = Pipeline(profile, cfg, Journal(cfg.journal), Catalog(rucio_client_factory(account), account),
+                        stores=Stores(profile, cfg.part_size, cfg.parallel_parts, tokens=tokens),
                         runlog=RunLog(runlog_url, runlog_table) if runlog_url else None, progress=factory)
     ing = Ingestor(pipeline)
     signal.signal(signal.SIGTERM, lambda *_: ing.stop.set())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cygno_dm.ingest.checksums import Checksums
 from cygno_dm.ingest.storage import (
@@ -15,6 +16,7 @@ from cygno_dm.ingest.storage import (
     Stored,
     verify_by_adler32,
 )
+from cygno_dm.tokens import TokenError, TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,24 @@ TRANSIENT = {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ECOM
 class GfalStorage:
     """Any gfal2 URL (davs://, https://, root://); checksums are asked of the storage (RFC 3230 digests)."""
 
-    def __init__(self, timeout: int = 3600) -> None:
+    def __init__(self, timeout: int = 3600, tokens: TokenSource | None = None) -> None:
         import gfal2
 
         self._gfal2 = gfal2
         self._ctx = gfal2.creat_context()
         self.timeout = timeout
+        self.tokens = tokens
+
+    def _authorize(self, url: str) -> None:
+        """With a token source: a bearer token for the URL's host (its audience), fresh for this request."""
+        if self.tokens is None:
+            return
+        parts = urlsplit(url)
+        try:
+            token = self.tokens.token(parts.hostname or "")
+        except TokenError as err:
+            raise StorageUnavailable(str(err)) from None
+        self._ctx.cred_set(f"{parts.scheme}://{parts.netloc}/", self._ctx.cred_new("BEARER", token))
 
     def _fail(self, url: str, err: Exception) -> Exception:
         code = getattr(err, "code", None)
@@ -41,6 +55,7 @@ class GfalStorage:
         return StorageError(f"{url}: {err}")
 
     def stat(self, pfn: str) -> Stored | None:
+        self._authorize(pfn)
         try:
             return Stored(self._ctx.stat(pfn).st_size)
         except self._gfal2.GError as err:
@@ -55,6 +70,7 @@ class GfalStorage:
         params.timeout = self.timeout
         params.checksum_check = True
         params.set_user_defined_checksum("ADLER32", sums.adler32)
+        self._authorize(pfn)
         try:
             self._ctx.filecopy(params, f"file://{path.resolve()}", pfn)
         except self._gfal2.GError as err:
@@ -66,6 +82,7 @@ class GfalStorage:
             progress(sums.size)
 
     def adler32(self, pfn: str) -> str:
+        self._authorize(pfn)
         try:
             return self._ctx.checksum(pfn, "ADLER32").lower().zfill(8)
         except self._gfal2.GError as err:

@@ -11,6 +11,7 @@ from pathlib import Path
 from cygno_dm.ingest.checksums import Checksums
 from cygno_dm.ingest.storage import PosixStorage, Storage, StorageError, Stored, multipart_etag
 from cygno_dm.profile import Profile
+from cygno_dm.tokens import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,12 @@ def ca_bundle(verify: bool | str) -> bool | str:
 class Stores:
     """Storage clients per RSE, built once from the profile (S3 credentials) and reused."""
 
-    def __init__(self, profile: Profile, part_size: int = 64 << 20, parallel: int = 4) -> None:
+    def __init__(self, profile: Profile, part_size: int = 64 << 20, parallel: int = 4,
+                 tokens: TokenSource | None = None) -> None:
         self.profile = profile
         self.part_size = part_size
         self.parallel = parallel
+        self.tokens = tokens  # bearer tokens for gfal2 storage (WebDAV), else its X.509 proxy
         self._cache: dict[tuple[str, str], Storage] = {}
 
     def for_pfn(self, rse: str, pfn: str) -> Storage:
@@ -78,7 +81,7 @@ class Stores:
                              part_size=self.part_size, parallel=self.parallel, verify_tls=ca_bundle(tls_verify()))
         from cygno_dm.ingest.davs import GfalStorage
 
-        return GfalStorage()
+        return GfalStorage(tokens=self.tokens)
 
 
 def differs(store: Storage, pfn: str, stored: Stored, path: Path, sums: Checksums) -> str | None:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from testbed.storage.health import webdav_ready
 from testbed.storage.signals import unblock_all_signals
 from testbed.storage.tls import ensure_host_cert
+from testbed.storage.xrd_tokens import PLUGIN, TokenConfig, fetch_jwks, plugin_config, seed_key_cache
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ class WebdavConfig:
     tls: bool = True
     tls_dir: Path | None = None  # shared testbed CA; default: <state_dir>/tls
     writers: tuple[str, ...] = ()  # DNs of client certificates that may write and delete (everyone may read)
+    tokens: TokenConfig | None = None  # accept WLCG bearer tokens of this issuer (scopes authorise paths)
+
+    def __post_init__(self) -> None:
+        if self.tokens and not self.tls:
+            raise ValueError("--token-issuer: bearer tokens need TLS (drop --no-tls)")
 
     @property
     def name(self) -> str:
@@ -77,6 +83,16 @@ class WebdavConfig:
         return self.state_dir / "grid-mapfile"
 
     @property
+    def scitokens_config(self) -> Path:
+        """The SciTokens plugin's configuration (issuer, audience, base path)."""
+        return self.state_dir / "scitokens.cfg"
+
+    @property
+    def key_cache_home(self) -> Path:
+        """XDG_CACHE_HOME of xrootd: scitokens-cpp's key cache, seeded at start."""
+        return self.state_dir / "cache"
+
+    @property
     def url(self) -> str:
         """Base URL of the endpoint (plain http; https on the same port when TLS is on)."""
         return f"http://{self.host}:{self.port}"
@@ -102,8 +118,11 @@ def render_config(cfg: WebdavConfig, tls_files: tuple[Path, Path, Path] | None) 
         "xrd.allow host 127.0.0.1",
         "xrd.allow host localhost",
         f"xrd.allow host {cfg.host}",
-        # authorisation: anonymous clients list and read; writers (client certificates in the gridmap) write
+        # authorisation: anonymous clients list and read; writers (client certificates in the gridmap) write;
+        # with tokens, the SciTokens plugin first: scopes that cover a request authorise it, else the authdb decides
         "ofs.authorize 1",
+        *([f"ofs.authlib ++ {PLUGIN} config={cfg.scitokens_config}", "http.header2cgi Authorization authz"]
+          if cfg.tokens else []),
         f"acc.authdb {cfg.authdb}",
         "acc.audit deny",
     ]
@@ -139,14 +158,23 @@ def check_traversable(path: Path, user: str) -> None:
 
 
 def write_config(cfg: WebdavConfig) -> Path:
-    """Create the root and state directories, the TLS material and the config file; return its path."""
+    """Create the root and state directories, the TLS material and the config file; return its path.
+
+    With tokens, the issuer's keys are read first (nothing is written when that fails)."""
+    jwks = fetch_jwks(cfg.tokens) if cfg.tokens else None
     cfg.root.mkdir(parents=True, exist_ok=True)
     for path in (cfg.admin_path, cfg.state_dir / "run"):
         path.mkdir(parents=True, exist_ok=True)
     tls_files = ensure_host_cert(cfg.tls_dir or cfg.state_dir / "tls", cfg.host) if cfg.tls else None
     cfg.config_file.write_text(render_config(cfg, tls_files))
     cfg.gridmap.write_text("".join(f'"{dn}" {WRITER}\n' for dn in cfg.writers))
-    cfg.authdb.write_text(f"u {WRITER} / a\nu * / lr\n")
+    # a request with a valid token that its scopes do not cover reaches the authdb as the token's issuer
+    # (XRootD's "vorg"): confine it to the scopes, taking away what anonymous clients may do
+    confined = f"o {cfg.tokens.issuer} / -a\n" if cfg.tokens else ""
+    cfg.authdb.write_text(f"u {WRITER} / a\nu * / lr\n{confined}")
+    if cfg.tokens and jwks:
+        cfg.scitokens_config.write_text(plugin_config(cfg.tokens))
+        seed_key_cache(cfg.key_cache_home, cfg.tokens.issuer, jwks)
     if os.geteuid() == 0:
         for path in (cfg.root, cfg.state_dir, cfg.admin_path):
             check_traversable(path, RUN_AS)
@@ -179,6 +207,7 @@ def exec_xrootd(cfg: WebdavConfig, log_file: Path | None = None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.chdir(cfg.state_dir)  # xrootd creates its home directory in the working directory
+    os.environ["XDG_CACHE_HOME"] = str(cfg.key_cache_home)  # scitokens-cpp's key cache
     unblock_all_signals()  # the mask survives exec
     os.execv(argv[0], argv)
 
@@ -195,16 +224,32 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: <state-dir>/tls)")
     parser.add_argument("--writer-dn", action="append", default=[],
                         help="DN of a client certificate that may write and delete (repeat)")
+    parser.add_argument("--token-issuer", help="accept WLCG bearer tokens of this issuer (https URL)")
+    parser.add_argument("--token-audience", help="audience the tokens must carry (default: --host)")
+    parser.add_argument("--token-ca", type=Path, help="CA file to reach the issuer with (default: the system's)")
+    parser.add_argument("--token-base-path", default="/",
+                        help="token scope paths are relative to this path (the RSE prefix, e.g. /cygno)")
     parser.add_argument("--log-file", type=Path, help="xrootd log file (default: stderr)")
     parser.add_argument("--print-config", action="store_true", help="write and print the config, do not start")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = WebdavConfig(args.host, args.port, args.root.resolve(), args.state_dir.resolve(), tls=not args.no_tls,
-                       tls_dir=args.tls_dir.resolve() if args.tls_dir else None, writers=tuple(args.writer_dn))
-    if args.print_config:
-        print(write_config(cfg).read_text(), end="")
-        return 0
-    exec_xrootd(cfg, args.log_file)
+    tokens = None
+    if args.token_issuer:
+        if not args.token_issuer.startswith("https://"):
+            parser.error(f"--token-issuer: must be an https URL, got {args.token_issuer!r}")
+        tokens = TokenConfig(args.token_issuer, args.token_audience or args.host, args.token_base_path,
+                             args.token_ca.resolve() if args.token_ca else None)
+    try:
+        cfg = WebdavConfig(args.host, args.port, args.root.resolve(), args.state_dir.resolve(),
+                           tls=not args.no_tls, tls_dir=args.tls_dir.resolve() if args.tls_dir else None,
+                           writers=tuple(args.writer_dn), tokens=tokens)
+        if args.print_config:
+            print(write_config(cfg).read_text(), end="")
+            return 0
+        exec_xrootd(cfg, args.log_file)
+    except ValueError as exc:
+        print(f"webdav: {exc}", file=sys.stderr)
+        return 2
     return 0  # not reached
 
 

@@ -39,18 +39,23 @@ CLIENTS = {  # id: (scopes, audiences, lifetime)
 class Idp:
     """`python -m testbed.idp` over https with the tests' CA."""
 
-    def __init__(self, workdir: Path, tls: FtsTls):
-        self.tls, self.port = tls, free_port(IDP_HOST)
-        config = {"lifetime": 600, "clients": [
+    def __init__(self, workdir: Path, tls: FtsTls, clients: list[dict] = (), people: list[dict] = ()):
+        """The robot clients of CLIENTS, then `clients` and `people` entries of the configuration."""
+        self.tls, self.port, self.workdir = tls, free_port(IDP_HOST), workdir
+        config = {"lifetime": 600, "people": list(people), "clients": [
             {"client_id": cid, "client_secret": f"{cid}-secret", "scopes": scopes, "audiences": auds,
              "groups": ["/cygno"], **({"lifetime": life} if life else {})}
-            for cid, (scopes, auds, life) in CLIENTS.items()]}
+            for cid, (scopes, auds, life) in CLIENTS.items()] + list(clients)}
         write_private(workdir / "idp.json", json.dumps(config))
-        with open(workdir / "idp.log", "ab") as log:
+        self.start()
+
+    def start(self) -> None:
+        """Start the provider process (again, after `stop`: same port, keys and refresh tokens)."""
+        with open(self.workdir / "idp.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "testbed.idp", "--host", IDP_HOST, "--port", str(self.port), "--config",
-                 str(workdir / "idp.json"), "--key", str(workdir / "keys.json"), "--tls-dir", str(tls.dir)],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+                 str(self.workdir / "idp.json"), "--key", str(self.workdir / "keys.json"), "--tls-dir",
+                 str(self.tls.dir)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._up, 30, what="identity provider")
 
     @property
@@ -87,7 +92,7 @@ def idp(tmp_path_factory: pytest.TempPathFactory, fts_tls: FtsTls) -> Iterator[I
 
 def test_discovery_jwks_and_wlcg_claims(idp: Idp) -> None:
     doc = requests.get(idp.url + "/.well-known/openid-configuration", verify=idp.tls.ca, timeout=5).json()
-    assert doc["issuer"] == idp.url and doc["grant_types_supported"] == ["client_credentials"]
+    assert doc["issuer"] == idp.url and "client_credentials" in doc["grant_types_supported"]
     keys = requests.get(doc["jwks_uri"], verify=idp.tls.ca, timeout=5).json()["keys"]
     assert keys and all("d" not in k for k in keys)  # public halves only
     claims = json.loads(base64.urlsafe_b64decode(idp.token("rucio", "fts", FTS_HOST).split(".")[1] + "=="))

@@ -52,8 +52,8 @@ class Runs:
         return self.base + 301
 
     @property
-    def early(self) -> int:  # before every pedestal run
-        return self.base - 1
+    def early(self) -> int:  # before every module's pedestal runs (bases are >= 110000 and distinct): none precedes it
+        return self.base // 1000
 
     @staticmethod
     def name(run: int) -> str:
@@ -105,9 +105,12 @@ def ingest_runs(tb: Testbed, where: Path, base: int, plan: list[tuple[int, str, 
     return Runs(tb, base, {run: path for run, (path, _) in files.items()})
 
 
+_BASES = random.Random().sample(range(110, 890), 780)
+
+
 def random_base() -> int:
-    """A run-number base no other module uses: a multiple of 1000 with six digits."""
-    return random.Random().randrange(110, 890) * 1000
+    """A run-number base no other module of this test session uses: a multiple of 1000 with six digits."""
+    return _BASES.pop() * 1000
 
 
 def env_of(tb: Testbed, account: str, **extra: str) -> dict[str, str]:
@@ -144,5 +147,5 @@ def runs(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """LNF pedestal and physics runs ingested by the DAQ uploader, with their run metadata."""
     base = random_base()
     plan = [(base, "pedestal", 150), (base + 50, "pedestal", 50), (base + 101, "physics", 4),
-            (base + 301, "physics", 4), (base - 1, "physics", 4)]
+            (base + 301, "physics", 4), (base // 1000, "physics", 4)]
     return ingest_runs(testbed, tmp_path_factory.mktemp("daq"), base, plan)

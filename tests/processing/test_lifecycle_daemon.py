@@ -37,7 +37,8 @@ def sqlite_runs(testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> R
     if testbed.settings.database.startswith("postgresql"):
         pytest.skip("the lifecycle daemon runs against the SQLite testbed; its state database is PostgreSQL")
     base = random_base()
-    plan = [(base, "pedestal", 150), (base + 101, "physics", 4), (base + 301, "physics", 4), (base - 1, "physics", 4)]
+    plan = [(base, "pedestal", 150), (base + 101, "physics", 4), (base + 301, "physics", 4),
+            (base // 1000, "physics", 4)]
     return ingest_runs(testbed, tmp_path_factory.mktemp("daq"), base, plan)
 
 
@@ -53,7 +54,8 @@ def daemon(runs: Runs, state: Path, db: str, *args: str) -> subprocess.Popen:
     log = open(state / f"daemon-{time.time():.0f}.log", "ab")
     return subprocess.Popen(
         [CYGNO_DM, "-v", "lifecycle", "run", "--state-dir", str(state), "--database", db, "--max-attempts", "2",
-         "--lease", "3", "--filter", f"run_number>={runs.base - 1},run_number<{runs.base + 1000}",
+         "--lease", "3", "--filter",
+         f"run_number>={runs.base},run_number<{runs.base + 1000};run_number={runs.early}",
          "--job-rucio-config", str(tb.client_cfg(REGISTRAR)), *args],
         env=env_of(tb, REGISTRAR), stdout=log, stderr=subprocess.STDOUT)
 
@@ -172,9 +174,10 @@ def test_the_daemon_reconstructs_new_runs_unasked_and_exactly_once(sqlite_runs: 
 @pytest.mark.skipif(not os.environ.get("CYGNO_DM_TEST_DEMO"), reason="opt-in (CYGNO_DM_TEST_DEMO=1): make demo's "
                                                                      "reconstruction and lifecycle steps")
 def test_the_demo_steps_on_the_testbed(testbed: Testbed, tmp_path: Path) -> None:
-    from cygno_dm.demo import lifecycle_step, reconstruct
+    from cygno_dm.demo import lifecycle_step, physicist_step, reconstruct
 
     if testbed.settings.database.startswith("postgresql"):
         pytest.skip("once is enough")
     assert reconstruct(testbed, tmp_path)
     assert lifecycle_step(testbed, tmp_path)
+    assert physicist_step(testbed, tmp_path)

@@ -158,7 +158,7 @@ def features(zs: np.ndarray, ys, xs, labels, cfg: RecoConfig):
         v = zs[y, x].astype(np.float64)
         pixels.append(np.c_[x, y, v])
         if len(v) == 0:
-            feats.append([0.0] * 16)
+            feats.append([0.0] * 17)
             continue
         ncell = int((labels == c).sum())
         s = v.sum()
@@ -186,13 +186,19 @@ def features(zs: np.ndarray, ys, xs, labels, cfg: RecoConfig):
                 np.sqrt(lam[0]),
                 np.sqrt(lam[1]),
                 0.0,  # sc_light, filled by light()
+                0.0,  # sc_spotlight, filled by spot_light()
             ]
         )
-    return np.array(feats).reshape(-1, 16), pixels
+    return np.array(feats).reshape(-1, 17), pixels
 
 
-def light(raw, mean, thr, sigma, ys, xs, labels, cfg: RecoConfig) -> np.ndarray:
-    """sc_light: raw - mean - row offset summed over each cluster's macro-pixels grown by light_ring."""
+def light(
+    raw, mean, thr, sigma, ys, xs, labels, cfg: RecoConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sc_light: raw - mean - row offset summed over each cluster's macro-pixels grown by light_ring.
+
+    Also returns the frame's v = raw - mean - row offset (float64) and its usable pixels (for spot_light).
+    """
     r, ring = cfg.rebin, cfg.light_ring
     big = 2**30
     grid = np.full((raw.shape[0] // r, raw.shape[1] // r), big, np.int64)
@@ -207,10 +213,65 @@ def light(raw, mean, thr, sigma, ys, xs, labels, cfg: RecoConfig) -> np.ndarray:
     off = np.where(n > 0, np.where(quiet, v, 0).astype(np.float64).sum(axis=1) / np.maximum(n, 1), 0.0)
     if sigma is None:
         sigma = thr / np.float32(cfg.nsigma)
-    usable = (sigma <= cfg.noisy_factor * np.median(sigma)) & (raw < cfg.cimax) & (full != big)
+    good = (sigma <= cfg.noisy_factor * np.median(sigma)) & (raw < cfg.cimax)
+    usable = good & (full != big)
     vals = v.astype(np.float64) - off[:, None]
     nclu = int(labels.max()) + 1
-    return np.bincount(full[usable], weights=vals[usable], minlength=nclu)[:nclu]
+    return np.bincount(full[usable], weights=vals[usable], minlength=nclu)[:nclu], vals, good
+
+
+def _clip_cov(c: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    lam, vec = np.linalg.eigh(c)
+    return vec @ np.diag(np.clip(lam, lo, hi)) @ vec.T
+
+
+def _quad(cov: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    ci = np.linalg.inv(cov)
+    return ci[0, 0] * dx * dx + 2 * ci[0, 1] * dx * dy + ci[1, 1] * dy * dy
+
+
+def spot_light(vals, good, var, feats, cfg: RecoConfig) -> np.ndarray:
+    """sc_spotlight: adaptive-moment Gaussian spot, fitted amplitude, Wiener mix of data and model."""
+    out = feats[:, 15].copy()
+    half = cfg.spot_half
+    if half == 0:
+        return out
+    hi, lo = max((half / 3) ** 2, 0.25), 0.25
+    for c, f in enumerate(feats):
+        cx, cy = f[4], f[5]
+        if f[2] == 0 or max(cx - f[6], f[7] - cx, cy - f[8], f[9] - cy) > half:
+            continue
+        yc, xc = int(np.floor(cy + 0.5)), int(np.floor(cx + 0.5))
+        nh, nw = vals.shape
+        win = np.s_[max(yc - half, 0) : min(yc + half + 1, nh), max(xc - half, 0) : min(xc + half + 1, nw)]
+        yy, xx = np.mgrid[win]
+        dx, dy = xx - cx, yy - cy
+        d, ok, vv = vals[win], good[win], var[win].astype(np.float64)
+        rot = np.array([[np.cos(f[10]), -np.sin(f[10])], [np.sin(f[10]), np.cos(f[10])]])
+        cov = _clip_cov(rot @ np.diag([f[13] ** 2, f[14] ** 2]) @ rot.T, lo, hi)
+
+        for _ in range(5):
+            gd = np.exp(-0.5 * _quad(cov, dx, dy))[ok] * d[ok]
+            s = gd.sum()
+            if s <= 0:
+                break
+            m = np.array([[gd @ dx[ok] ** 2, gd @ (dx * dy)[ok]], [gd @ (dx * dy)[ok], gd @ dy[ok] ** 2]]) / s
+            if np.linalg.det(m) <= 0 or m[0, 0] <= 0:
+                break
+            p = np.linalg.inv(m) - np.linalg.inv(cov)
+            posdef = p[0, 0] > 0 and np.linalg.det(p) > 0
+            cov = _clip_cov(np.linalg.inv(p) if posdef else 2 * m, lo, hi)
+        q = _quad(cov, dx, dy)
+        g = np.exp(-0.5 * q) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
+        w = np.exp(-0.5 * q / 4.0)
+        if (w * g)[ok].sum() <= 0:
+            continue
+        model = (w * d)[ok].sum() / (w * g)[ok].sum() * g
+        sig = cfg.spot_kappa * np.clip(model, 0, None)
+        den = sig + vv
+        wi = np.where(den > 0, sig / np.where(den > 0, den, 1), 1.0)
+        out[c] = np.where(ok, wi * d + (1 - wi) * model, model).sum()
+    return out
 
 
 def reconstruct(
@@ -220,7 +281,7 @@ def reconstruct(
     zs, macro, mean_signal = preprocess(raw, mean, thr, cfg)
     if cfg.spark_veto and mean_signal > cfg.spark_threshold:
         e = np.zeros(0, np.int64)
-        return OracleResult(True, (e, e, np.zeros(0, np.float32)), e, np.zeros((0, 16)), [])
+        return OracleResult(True, (e, e, np.zeros(0, np.float32)), e, np.zeros((0, 17)), [])
     ys, xs, ws = points(macro, cfg)
     labels = two_pass_dbscan(ys, xs, ws, cfg)
     if cfg.directional and len(labels) and labels.max() >= 0:
@@ -234,5 +295,7 @@ def reconstruct(
         labels = np.where(labels >= 0, remap[np.maximum(labels, 0)], -1)
         feats, pixels = features(zs, ys, xs, labels, cfg)
     if len(feats):
-        feats[:, -1] = light(raw, mean, thr, sigma, ys, xs, labels, cfg)
+        sigma = thr / np.float32(cfg.nsigma) if sigma is None else sigma
+        feats[:, 15], vals, good = light(raw, mean, thr, sigma, ys, xs, labels, cfg)
+        feats[:, 16] = spot_light(vals, good, np.square(sigma, dtype=np.float32), feats, cfg)
     return OracleResult(False, (ys, xs, ws), labels, feats, pixels)

@@ -75,11 +75,14 @@ def test_metrics_json(chain: dict[str, Path]) -> None:
         "energy_fit",
         "energy_bins",
     } <= set(m)
+    for k in m["by_kind"].values():  # the light of both estimates, sc_light and sc_spotlight
+        assert {"response", "resolution", "spot_response", "spot_resolution"} <= set(k)
 
 
 def test_metrics_table(chain: dict[str, Path]) -> None:
     r = CliRunner().invoke(reco, ["metrics", str(chain["out"]), str(chain["truth"])])
     assert r.exit_code == 0 and "clean_efficiency" in r.output
+    assert "per kind" in r.output and "spot" in r.output
 
 
 def test_show_writes_png(chain: dict[str, Path], tmp_path: Path) -> None:

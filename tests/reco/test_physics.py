@@ -47,6 +47,8 @@ def test_lime_kinds_are_found_clean_with_unbiased_light(lime: dict) -> None:
     assert lime["fakes_per_frame"] <= 0.05
     for k in kinds.values():
         assert abs(k["response"] - 1) < 0.03  # sc_light against the true light
+    fe = kinds["fe55"]  # the spot light: unbiased, and less spread than sc_light on 55Fe spots
+    assert abs(fe["spot_response"] - 1) < 0.02 and fe["spot_resolution"] < 0.9 * fe["resolution"]
     # the zero-suppressed integral is biased up by the noise it keeps on spots
     assert kinds["fe55"]["integral_response"] > kinds["fe55"]["response"] + 0.01
 

@@ -1,0 +1,77 @@
+"""The DAQ uploader on tokens, on the real testbed: `cygno-dm ingest run --storage-token file:PATH` lands runs on
+the WebDAV RSE (XRootD with SciTokens) with a person's refresh token and no client certificate; a bad token file is
+refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from testbed.private import write_private
+from testbed.stack import PEOPLE_CLIENT, Testbed
+from tests.ingest.conftest import DAQ
+from tests.ingest.helpers import run_file
+
+pytestmark = pytest.mark.rucio
+CYGNO_DM = str(Path(sys.executable).with_name("cygno-dm"))
+DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def refresh_token_file(tb: Testbed, person: str, scope: str, path: Path) -> Path:
+    """`person`'s device-flow grant at the testbed identity provider, kept as a 0600 refresh-token file."""
+    ca = str(tb.ca_dir / "ca.pem")
+    client = next(c for c in json.loads(tb.idp_clients.read_text())["clients"] if c["client_id"] == PEOPLE_CLIENT)
+    auth = (client["client_id"], client["client_secret"])
+    codes = requests.post(tb.idp_url + "/devicecode", auth=auth, verify=ca, timeout=10,
+                          data={"scope": f"offline_access {scope}"}).json()
+    assert requests.post(tb.idp_url + "/device", verify=ca, timeout=10, data={
+        "user_code": codes["user_code"], "username": person, "password": tb.profile.account(person).password}).ok
+    time.sleep(1.1)
+    got = requests.post(tb.idp_url + "/token", auth=auth, verify=ca, timeout=10,
+                        data={"grant_type": DEVICE, "device_code": codes["device_code"]})
+    assert got.status_code == 200, got.text
+    return write_private(path, json.dumps({"issuer": tb.idp_url, "client_id": auth[0], "client_secret": auth[1],
+                                           "refresh_token": got.json()["refresh_token"], "ca": ca}))
+
+
+def ingest(tb: Testbed, daq: Path, journal: Path, rse: str, token: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in {**os.environ, **tb.env(DAQ)}.items() if k != "X509_USER_PROXY"}  # no certificate
+    return subprocess.run([CYGNO_DM, "ingest", "run", "--once", "--watch", f"LNF={daq}", "--settle", "0",
+                           "--keep-local", "--rse", rse, "--journal", str(journal), "--storage-token", token],
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_the_daq_lands_runs_on_webdav_with_a_refresh_token_and_no_certificate(testbed: Testbed,
+                                                                              tmp_path: Path) -> None:
+    tb = testbed
+    scope = tb.profile.scopes.raw[0]
+    webdav = next(name for name, rse in tb.profile.rses.items() if rse.kind == "webdav")
+    token = refresh_token_file(tb, tb.profile.accounts_with("data-manager")[0].name,
+                               f"storage.read:/{scope} storage.create:/{scope}", tmp_path / "dm" / "token.json")
+    first = random.Random().randrange(10**6, 10**8)
+    files = [run_file(tmp_path / "daq", run, size=50_000, tag="LNF") for run in (first, first + 1)]
+
+    # A refresh-token file others may read is refused before anything is written.
+    token.chmod(0o644)
+    res = ingest(tb, tmp_path / "daq" / "LNF", tmp_path / "journal.sqlite", webdav, f"file:{token}")
+    assert res.returncode == 2 and "a refresh token file must be 0600" in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "journal.sqlite").exists()
+    token.chmod(0o600)
+
+    res = ingest(tb, tmp_path / "daq" / "LNF", tmp_path / "journal.sqlite", webdav, f"file:{token}")
+    assert res.returncode in (0, 3), res.stderr[-3000:]  # 3: registered, the tape archive still pending
+    client = tb.client("root")
+    for path in files:
+        name = f"LNF/{path.name}"
+        states = next(iter(client.list_replicas([{"scope": scope, "name": name}], all_states=True)))["states"]
+        assert states.get(webdav) == "AVAILABLE", (name, states)
+        assert client.get_did(scope, name)["bytes"] == path.stat().st_size
+    assert json.loads(token.read_text())["refresh_token"]  # the rotated refresh token was kept
