@@ -24,8 +24,8 @@ def test_packaged_testbed_profile_loads() -> None:
     assert p.scopes.raw == ["cygno-data"]
     assert {a.role for a in p.accounts} >= {"root", "daq", "data-manager", "user"}
     assert p.rses, "the testbed needs RSEs"
-    # Rucio asks for tokens for the tape endpoint (it checks them), not for S3 (signed URLs) nor XRootD yet
-    assert {n for n, r in p.rses.items() if r.accepts_tokens} == {"T1_USERTAPE"}
+    # Rucio asks for tokens for the davs endpoints (XRootD, tape), not for S3 (signed URLs)
+    assert {n for n, r in p.rses.items() if r.accepts_tokens} == {"BACKBONE_USERDISK", "T1_USERTAPE"}
 
 
 @pytest.mark.parametrize("name,ok", [

@@ -1,9 +1,7 @@
 """Rucio's transfers on WLCG tokens, on the real testbed: the conveyor asks the identity provider for per-file
-tokens for RSEs with `oidc_support` and hands them to the transfer service, which copies with them; the tape
-endpoint refuses a token of the wrong audience or scope, or an expired one, and the file fails saying so.
-
-The XRootD WebDAV RSE is marked `tokens = true` here so that a davs → davs path exists (Rucio sends tokens only
-when every RSE of the path has oidc_support); it still authorises by certificate and lets anyone read."""
+tokens for RSEs with `oidc_support` (the XRootD disk and the tape, both davs) and hands them to the transfer
+service, which copies with them; the tape endpoint refuses a token of the wrong audience or scope, or an expired
+one, and the file fails saying so."""
 
 from __future__ import annotations
 
@@ -11,9 +9,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -22,22 +18,10 @@ from joserfc.jwk import KeySet
 
 from testbed.rses import host_port
 from testbed.stack import Testbed
-from tests.conftest import DATABASES, running_testbed
 from tests.rucio_helpers import new_run_name, upload, wait_rules
 
 pytestmark = pytest.mark.rucio
 DISK, TAPE = "BACKBONE_USERDISK", "T1_USERTAPE"
-
-
-def _disk_takes_tokens(profile: dict[str, Any]) -> None:
-    profile["rses"][DISK]["tokens"] = True
-
-
-@pytest.fixture(scope="module", params=DATABASES)
-def tokens_testbed(request: pytest.FixtureRequest) -> Iterator[Testbed]:
-    """A testbed whose davs RSEs (XRootD disk and tape) both have oidc_support."""
-    with running_testbed(request.param, _disk_takes_tokens) as tb:
-        yield tb
 
 
 def put_run(tb: Testbed, tmp_path: Path) -> str:
@@ -54,8 +38,8 @@ def logs(tb: Testbed) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted((tb.state / "logs").glob("*.log")))
 
 
-def test_rule_to_tape_is_copied_on_rucio_tokens(tokens_testbed: Testbed, tmp_path: Path) -> None:
-    tb = tokens_testbed
+def test_rule_to_tape_is_copied_on_rucio_tokens(testbed: Testbed, tmp_path: Path) -> None:
+    tb = testbed
     name = put_run(tb, tmp_path)
     rule = tb.client("cygno-dm").add_replication_rule([{"scope": "cygno-data", "name": name}], 1, TAPE,
                                                       source_replica_expression=DISK)[0]
@@ -94,8 +78,8 @@ class Idp:
         return jwt.encode(header, claims, keys)
 
 
-def test_tape_endpoint_refuses_bad_per_file_tokens(tokens_testbed: Testbed, tmp_path: Path) -> None:
-    tb = tokens_testbed
+def test_tape_endpoint_refuses_bad_per_file_tokens(testbed: Testbed, tmp_path: Path) -> None:
+    tb = testbed
     idp = Idp(tb)
     disk, tape = tb.profile.rses[DISK], tb.profile.rses[TAPE]
     disk_host, tape_host = host_port(disk)[0], host_port(tape)[0]
