@@ -112,3 +112,20 @@ def test_tape_endpoint_refuses_bad_per_file_tokens(testbed: Testbed, tmp_path: P
         assert any("/refused" in line and said in line for line in tape_log.splitlines()), what
     assert not list((tb.state / "storage" / TAPE).rglob("refused"))
     assert "eyJ" not in logs(tb)
+
+
+def test_reaper_deletes_on_rucio_tokens(testbed: Testbed, tmp_path: Path) -> None:
+    """Rucio's reaper asks for a `storage.modify` token to delete on an oidc_support RSE."""
+    tb, client = testbed, testbed.client("root")
+    name = new_run_name()
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(1000))
+    upload(tb, "rucio-daq", path, TAPE, "cygno-data", name)
+    for rule in client.list_did_rules("cygno-data", name):  # expire the upload's rule: the judge-cleaner and
+        client.update_replication_rule(rule["id"], {"locked": False, "lifetime": 1})  # the reaper do the rest
+    deadline = time.monotonic() + 120
+    while list(client.list_replicas([{"scope": "cygno-data", "name": name}])) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not list(client.list_replicas([{"scope": "cygno-data", "name": name}]))
+    tape_log = (tb.state / "logs" / f"tape-{TAPE}.log").read_text()
+    assert f"DELETE {tb.profile.rses[TAPE].prefix}/cygno-data/{name} by rucio (token)" in tape_log
