@@ -1,9 +1,10 @@
-"""Storage access tokens for the DAQ uploader and people: from oidc-agent or from a refresh token in a 0600 file.
+"""Storage access tokens for the DAQ uploader and people: from oidc-agent or from a 0600 token file.
 
 `token_source("oidc-agent:ACCOUNT")` asks Debian's `oidc-token` (the agent refreshes on its own);
-`token_source("file:PATH")` reads a JSON file {"issuer", "client_id", "client_secret", "refresh_token", "ca"?}
-that only its owner may read, and uses the refresh-token grant (a rotated refresh token is written back, 0600,
-atomically). Access tokens are cached per audience and renewed `margin` seconds before they expire, so a long
+`token_source("file:PATH")` reads a JSON file {"issuer", "client_id", "client_secret", "refresh_token"?, "ca"?}
+that only its owner may read: with a refresh token (a person's grant) it uses the refresh-token grant and writes a
+rotated refresh token back (0600, atomically); without one (a robot client such as the DAQ account) the
+client-credentials grant. Access tokens are cached per audience and renewed `margin` seconds before they expire, so a long
 upload never presents an expired one at its next request. A failure raises TokenError with one line that never
 holds a token.
 """
@@ -85,10 +86,10 @@ class OidcAgent:
         return res.stdout.strip()
 
 
-class RefreshTokenFile:
-    """Tokens from a refresh token kept in a JSON file that only its owner may read."""
+class TokenFile:
+    """Tokens from a client (and a person's refresh token) kept in a JSON file that only its owner may read."""
 
-    FIELDS = ("issuer", "client_id", "client_secret", "refresh_token")
+    FIELDS = ("issuer", "client_id", "client_secret")
 
     def __init__(self, path: Path, margin: float = MARGIN) -> None:
         self.path = Path(path)
@@ -99,14 +100,16 @@ class RefreshTokenFile:
         try:
             mode = self.path.stat().st_mode
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise TokenError(f"file:{self.path}: mode {stat.S_IMODE(mode):04o}; a refresh token file must be "
-                                 "0600 (readable by its owner only)")
+                raise TokenError(f"file:{self.path}: mode {stat.S_IMODE(mode):04o}; a token file must be 0600 "
+                                 "(readable by its owner only)")
             config = json.loads(self.path.read_text())
         except OSError as err:
             raise TokenError(f"file:{self.path}: {err.strerror}") from None
         except ValueError:
             raise TokenError(f"file:{self.path}: not JSON") from None
         missing = [k for k in self.FIELDS if not isinstance(config.get(k), str) or not config[k]]
+        if "refresh_token" in config and not (isinstance(config["refresh_token"], str) and config["refresh_token"]):
+            missing.append("refresh_token")
         if missing:
             raise TokenError(f"file:{self.path}: {', '.join(missing)}: required (a non-empty string)")
         return config
@@ -120,10 +123,10 @@ class RefreshTokenFile:
         try:
             doc = requests.get(f"{cfg['issuer'].rstrip('/')}/.well-known/openid-configuration", timeout=30,
                                verify=verify).json()
+            grant = ({"grant_type": "refresh_token", "refresh_token": cfg["refresh_token"]}
+                     if cfg.get("refresh_token") else {"grant_type": "client_credentials"})
             r = requests.post(doc["token_endpoint"], timeout=30, verify=verify,
-                              auth=(cfg["client_id"], cfg["client_secret"]),
-                              data={"grant_type": "refresh_token", "refresh_token": cfg["refresh_token"],
-                                    "audience": audience})
+                              auth=(cfg["client_id"], cfg["client_secret"]), data={**grant, "audience": audience})
         except (requests.RequestException, ValueError, KeyError) as err:
             raise TokenError(f"file:{self.path}: issuer {cfg['issuer']} unreachable ({type(err).__name__})") from None
         try:
@@ -132,8 +135,9 @@ class RefreshTokenFile:
             body = {}
         if r.status_code != 200 or "access_token" not in body:
             why = body.get("error_description") or body.get("error") or f"HTTP {r.status_code}"
-            raise TokenError(f"file:{self.path}: the issuer refused the refresh token: {why}")
-        if body.get("refresh_token") and body["refresh_token"] != cfg["refresh_token"]:
+            what = "refresh token" if cfg.get("refresh_token") else f"client {cfg['client_id']}"
+            raise TokenError(f"file:{self.path}: the issuer refused the {what}: {why}")
+        if cfg.get("refresh_token") and body.get("refresh_token") not in (None, cfg["refresh_token"]):
             self.config = {**cfg, "refresh_token": body["refresh_token"]}  # rotated: the old one is dead now
             self._write(self.config)
         return body["access_token"]
@@ -153,5 +157,5 @@ def token_source(spec: str, margin: float = MARGIN) -> TokenSource:
     if kind == "oidc-agent" and arg:
         return OidcAgent(arg, margin)
     if kind == "file" and arg:
-        return RefreshTokenFile(Path(arg), margin)
+        return TokenFile(Path(arg), margin)
     raise TokenError(f"--storage-token {spec!r}: expected oidc-agent:ACCOUNT or file:PATH")

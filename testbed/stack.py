@@ -249,7 +249,8 @@ class Testbed:
                 argv = [py, "-m", "testbed.storage.s3", "--host", host, "--port", str(port),
                         "--access-key", rse.credentials["access_key"],
                         "--secret-key-file", str(self.state / "etc" / "s3" / f"{name}.key"),
-                        "--state-dir", root, "--tls-dir", tls, *(x for b in buckets for x in ("--bucket", b))]
+                        "--state-dir", root, "--tls-dir", tls, *(x for b in buckets for x in ("--bucket", b)),
+                        *self.token_args()]
                 health = (lambda u: lambda: s3_ready(u))(url)
             elif rse.kind == "webdav":
                 scheme = "https" if rse.endpoint.startswith(("https", "davs")) else "http"

@@ -189,6 +189,39 @@ def test_tokens_of_the_identity_provider_work_at_the_webdav_endpoint(testbed: Te
     assert requests.delete(target, cert=rucio_cert, verify=ca, timeout=10).status_code in (200, 204)
 
 
+def test_a_token_of_the_identity_provider_gets_sts_credentials_at_an_s3_site(testbed: Testbed) -> None:
+    """MinIO's STS, as CYGNO's DAQ uses it: the DAQ account's token becomes temporary S3 keys that write new objects
+    in its raw scope only."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    ca = str(testbed.ca_dir / "ca.pem")
+    secrets = {c["client_id"]: c["client_secret"] for c in json.loads(testbed.idp_clients.read_text())["clients"]}
+    name = next(n for n, r in testbed.profile.rses.items() if r.kind == "s3")
+    site = s3_client(testbed, name).meta.endpoint_url
+    r = requests.post(testbed.idp_url + "/token", verify=ca, timeout=10, auth=("rucio-daq", secrets["rucio-daq"]),
+                      data={"grant_type": "client_credentials", "audience": urlsplit(site).hostname})
+    assert r.status_code == 200, r.text
+    sts = boto3.client("sts", endpoint_url=site, region_name="us-east-1", verify=ca,
+                       config=Config(signature_version=UNSIGNED))
+    creds = sts.assume_role_with_web_identity(RoleArn="arn:aws:iam::123456789012:role/daq", RoleSessionName="daq",
+                                              WebIdentityToken=r.json()["access_token"])["Credentials"]
+    s3 = boto3.client("s3", endpoint_url=site, region_name="us-east-1", verify=ca,
+                      aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                      aws_session_token=creds["SessionToken"], config=Config(s3={"addressing_style": "path"}))
+    key = f"token-probe-{uuid.uuid4().hex}.bin"
+    s3.put_object(Bucket="cygno-data", Key=key, Body=b"t")
+    assert s3.get_object(Bucket="cygno-data", Key=key)["Body"].read() == b"t"
+    for refused in (lambda: s3.delete_object(Bucket="cygno-data", Key=key),  # no storage.modify
+                    lambda: s3.put_object(Bucket="cygno-sim", Key=key, Body=b"t")):
+        with pytest.raises(ClientError) as err:
+            refused()
+        assert err.value.response["Error"]["Code"] == "AccessDenied"
+    s3_client(testbed, name).delete_object(Bucket="cygno-data", Key=key)  # the site's own keys still work
+
+
 def test_a_person_gets_a_token_by_the_device_flow_and_reads_but_cannot_write(testbed: Testbed) -> None:
     """The testbed's people: alice approves a device with her account password; her token reads the raw scope at
     the WebDAV endpoint and writes nothing (users read; data managers also create and modify)."""

@@ -85,8 +85,9 @@ def ingest() -> None:
 @click.option("--runlog-table", default="Runlog", show_default=True)
 @click.option("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
 @click.option("--storage-token", envvar="CYGNO_DM_STORAGE_TOKEN", default=None, metavar="oidc-agent:ACCOUNT|file:PATH",
-              help="bearer tokens for WebDAV/gfal2 storage, renewed before they expire: from oidc-agent, or a "
-                   "refresh token in a 0600 JSON file [$CYGNO_DM_STORAGE_TOKEN]")
+              help="storage access from tokens: bearer tokens for WebDAV/gfal2, temporary keys from the site's STS "
+                   "for S3, renewed before they expire; tokens from oidc-agent, or a refresh token in a 0600 JSON "
+                   "file [$CYGNO_DM_STORAGE_TOKEN]")
 def run_cmd(watch: tuple[str, ...], rse: str | None, scope: str | None, account: str | None,
             profile_ref: str | None, journal: Path | None, once: bool, settle: float, stale: float, poll: float,
             safety_poll: float, workers: int, part_size_mb: int, parallel_parts: int, keep_local: bool,

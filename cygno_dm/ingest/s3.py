@@ -33,10 +33,12 @@ from cygno_dm.ingest.storage import (
     _adler_stream,
     verify_by_adler32,
 )
+from cygno_dm.tokens import TokenError, TokenSource
 
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
+STS_ROLE = "arn:aws:iam::000000000000:role/cygno-dm"  # required by the API's syntax; MinIO ignores it
 MIN_PART = 5 * MIB  # S3's smallest part (except the last)
 MAX_PARTS = 10_000
 
@@ -86,11 +88,14 @@ class S3Storage:
         """Objects up to this size go in one conditional PUT: no HEAD before it (a refused PUT costs little)."""
         return max(self.part_size, MIN_PART)
 
-    def __init__(self, access_key: str, secret_key: str, region: str = "us-east-1", part_size: int = 64 * MIB,
-                 parallel: int = 4, verify_tls: bool | str = True) -> None:
+    def __init__(self, access_key: str | None, secret_key: str | None, region: str = "us-east-1",
+                 part_size: int = 64 * MIB, parallel: int = 4, verify_tls: bool | str = True,
+                 tokens: TokenSource | None = None) -> None:
+        """A key pair, or (`tokens`) temporary keys from the site's STS for bearer tokens of the token source."""
         self.part_size = part_size
         self.parallel = max(1, parallel)
         self._keys = (access_key, secret_key, region)
+        self._tokens = tokens
         self._verify = verify_tls
         self._clients: dict[str, object] = {}
 
@@ -101,10 +106,48 @@ class S3Storage:
                          connect_timeout=5, read_timeout=120, max_pool_connections=self.parallel + 4,
                          request_checksum_calculation="when_required",
                          response_checksum_validation="when_required")
-            self._clients[endpoint] = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
-                region_name=region, config=cfg, verify=self._verify)
+            if self._tokens is not None:
+                self._clients[endpoint] = self._web_identity_session(endpoint).client(
+                    "s3", endpoint_url=endpoint, region_name=region, config=cfg, verify=self._verify)
+            else:
+                self._clients[endpoint] = boto3.session.Session().client(
+                    "s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
+                    region_name=region, config=cfg, verify=self._verify)
         return self._clients[endpoint]
+
+    def _web_identity_session(self, endpoint: str) -> boto3.session.Session:
+        """A session whose keys come from the site's STS (AssumeRoleWithWebIdentity, as MinIO offers it) for a
+        token of the site's host, and are fetched again by botocore before they expire."""
+        from botocore import UNSIGNED
+        from botocore.credentials import RefreshableCredentials
+        from botocore.session import get_session
+
+        region = self._keys[2]
+        host = urlparse(endpoint).hostname or ""
+        sts = boto3.session.Session().client("sts", endpoint_url=endpoint, region_name=region, verify=self._verify,
+                                             config=Config(signature_version=UNSIGNED))
+
+        def fetch() -> dict[str, str]:
+            try:
+                token = self._tokens.token(host)
+            except TokenError as err:
+                raise StorageUnavailable(str(err)) from None
+            try:
+                creds = sts.assume_role_with_web_identity(RoleArn=STS_ROLE, RoleSessionName="cygno-dm",
+                                                          WebIdentityToken=token)["Credentials"]
+            except ClientError as err:
+                error = err.response.get("Error", {})
+                raise StorageError(f"{endpoint}: STS refused the token: {error.get('Code')}: "
+                                   f"{error.get('Message')}") from None
+            except (ConnectionError, HTTPClientError, BotoCoreError) as err:
+                raise StorageUnavailable(f"{endpoint}: STS: {err}") from None
+            return {"access_key": creds["AccessKeyId"], "secret_key": creds["SecretAccessKey"],
+                    "token": creds["SessionToken"], "expiry_time": creds["Expiration"].isoformat()}
+
+        session = get_session()
+        session._credentials = RefreshableCredentials.create_from_metadata(fetch(), fetch,
+                                                                           "assume-role-with-web-identity")
+        return boto3.session.Session(botocore_session=session)
 
     @staticmethod
     def _fail(pfn: str, err: Exception) -> Exception:

@@ -56,7 +56,7 @@ class Stores:
         self.profile = profile
         self.part_size = part_size
         self.parallel = parallel
-        self.tokens = tokens  # bearer tokens for gfal2 storage (WebDAV), else its X.509 proxy
+        self.tokens = tokens  # bearer tokens (gfal2 storage) and STS keys (S3) instead of certificates and keys
         self._cache: dict[tuple[str, str], Storage] = {}
 
     def for_pfn(self, rse: str, pfn: str) -> Storage:
@@ -75,6 +75,9 @@ class Stores:
             from cygno_dm.ingest.s3 import S3Storage
 
             creds = conf.credentials
+            if self.tokens is not None:  # temporary keys from the site's STS for our tokens
+                return S3Storage(None, None, creds.get("region", "us-east-1"), part_size=self.part_size,
+                                 parallel=self.parallel, verify_tls=ca_bundle(tls_verify()), tokens=self.tokens)
             if not creds.get("access_key") or not creds.get("secret_key"):
                 raise StorageError(f"profile: rses.{rse}.credentials needs access_key and secret_key for S3")
             return S3Storage(creds["access_key"], creds["secret_key"], creds.get("region", "us-east-1"),

@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from testbed.auth import TokenVerifier
 from testbed.storage.health import s3_ready
 from testbed.storage.s3_gate import S3Gate
 from testbed.storage.signals import unblock_all_signals
 from testbed.storage.tls import ensure_host_cert
+from testbed.tokens import WlcgTokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,12 @@ def _install_credentials(access_key: str, secret_key: str) -> None:
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # every request from now on is authenticated
 
 
-def build_app(access_key: str, secret_key: str, buckets: list[str], state_dir: Path | None) -> S3Gate:
-    """The WSGI application of one site: moto behind the S3Gate, buckets created, state reloaded."""
+def build_app(
+    access_key: str, secret_key: str, buckets: list[str], state_dir: Path | None,
+    token_verifier: TokenVerifier | None = None,
+) -> S3Gate:
+    """The WSGI application of one site: moto behind the S3Gate, buckets created, state reloaded; with a token
+    verifier the gate also offers STS AssumeRoleWithWebIdentity."""
     os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
     import crc32c  # noqa: F401  (without it moto silently computes CRC32 for CRC32C: the site would vouch falsely)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -64,7 +70,16 @@ def build_app(access_key: str, secret_key: str, buckets: list[str], state_dir: P
     app = DomainDispatcherApplication(create_backend_app)
     all_buckets = sorted(set(backend.buckets) | set(buckets))
     return S3Gate(app, access_key, secret_key, all_buckets, store.sync if store else None,
-                  parts_checksum=lambda bucket, upload, parts: _parts_checksum(backend, bucket, upload, parts))
+                  parts_checksum=lambda bucket, upload, parts: _parts_checksum(backend, bucket, upload, parts),
+                  token_verifier=token_verifier, exists=lambda bucket, key: _exists(backend, bucket, key))
+
+
+def _exists(backend: Any, bucket: str, key: str) -> bool:
+    """Whether an object exists (a write to it would overwrite)."""
+    try:
+        return backend.get_object(bucket, key) is not None
+    except Exception:
+        return False
 
 
 def _parts_checksum(backend: Any, bucket: str, upload_id: str, parts: list[int]) -> dict[str, str]:
@@ -91,18 +106,19 @@ def _parts_checksum(backend: Any, bucket: str, upload_id: str, parts: list[int])
 
 def serve(
     host: str, port: int, access_key: str, secret_key: str, buckets: list[str],
-    state_dir: Path | None = None, tls: tuple[str, str] | None = None,
+    state_dir: Path | None = None, tls: tuple[str, str] | None = None, token_verifier: TokenVerifier | None = None,
 ) -> None:
     """Serve one S3 site in the foreground until SIGTERM/SIGINT."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
     unblock_all_signals()
-    app = build_app(access_key, secret_key, buckets, state_dir)
+    app = build_app(access_key, secret_key, buckets, state_dir, token_verifier)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler, ssl_context=tls)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     scheme = "https" if tls else "http"
-    log.info("S3 site ready at %s://%s:%d buckets=%s state=%s", scheme, host, port, ",".join(buckets), state_dir)
+    log.info("S3 site ready at %s://%s:%d buckets=%s state=%s sts=%s", scheme, host, port, ",".join(buckets),
+             state_dir, "yes" if token_verifier else "no")
     print(f"READY {scheme}://{host}:{port}", flush=True)
     try:
         server.serve_forever()
@@ -133,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve https with a certificate for --host from the testbed CA in this directory")
     parser.add_argument("--tls-cert", help="serve https with this PEM certificate (needs --tls-key)")
     parser.add_argument("--tls-key")
+    parser.add_argument("--token-issuer", help="offer STS AssumeRoleWithWebIdentity for WLCG tokens of this issuer "
+                        "(https URL; needs TLS)")
+    parser.add_argument("--token-ca", help="CA bundle to reach the token issuer (default: the system's)")
+    parser.add_argument("--token-audience", help="audience the tokens must name (default: --host)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -142,7 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.tls_dir:
         cert, key, _ = ensure_host_cert(args.tls_dir, args.host)
         tls = (str(cert), str(key))
-    serve(args.host, args.port, args.access_key, read_secret(args.secret_key_file), args.bucket, args.state_dir, tls)
+    verifier = None
+    if args.token_issuer:
+        if not args.token_issuer.startswith("https://"):
+            parser.error("--token-issuer: must be an https URL")
+        if not tls:
+            parser.error("--token-issuer: bearer tokens need TLS (--tls-dir or --tls-cert)")
+        verifier = WlcgTokenVerifier(args.token_issuer, args.token_audience or args.host, ca=args.token_ca or True)
+    serve(args.host, args.port, args.access_key, read_secret(args.secret_key_file), args.bucket, args.state_dir, tls,
+          verifier)
     return 0
 
 

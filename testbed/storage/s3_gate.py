@@ -1,8 +1,14 @@
-"""WSGI gate in front of moto: health, refusal of unsigned/SigV2/admin requests, presigned-URL checks."""
+"""WSGI gate in front of moto: health, refusal of unsigned/SigV2/admin requests, presigned-URL checks, STS.
+
+With a token verifier the gate also offers STS AssumeRoleWithWebIdentity (s3_sts.py) and accepts the temporary
+credentials it mints: it verifies their signatures itself, authorises by the token's scopes, and hands the
+request to moto re-signed with the site's own key pair.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import logging
@@ -13,7 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 from xml.sax.saxutils import escape
 
-from testbed.storage import sigv4
+from testbed.auth import TokenVerifier
+from testbed.storage import s3_sts, sigv4
 from testbed.storage.health import S3_HEALTH_PATH as HEALTH_PATH
 from testbed.storage.s3_listing import reorder_listing
 
@@ -71,6 +78,26 @@ def _error(start_response: Callable[..., Any], status: str, code: str, message: 
     return [body]
 
 
+def _sts_error(start_response: Callable[..., Any], err: s3_sts.StsError) -> list[bytes]:
+    body = s3_sts.error_xml(err)
+    start_response(err.status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _check_payload_hash(environ: dict[str, Any]) -> sigv4.SignatureError | None:
+    """A signed body hash (hex x-amz-content-sha256) must be the body's: moto does not check it."""
+    declared = environ.get("HTTP_X_AMZ_CONTENT_SHA256", "")
+    if not re.fullmatch(r"[0-9a-f]{64}", declared):
+        return None  # UNSIGNED-PAYLOAD, STREAMING-* (moto decodes aws-chunked bodies)
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if hashlib.sha256(body).hexdigest() != declared:
+        return sigv4.SignatureError("XAmzContentSHA256Mismatch",
+                                    "The provided 'x-amz-content-sha256' header does not match what was computed.")
+    return None
+
+
 def raw_path(environ: dict[str, Any]) -> str:
     """The request path as the client sent it (still percent-encoded)."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
@@ -113,6 +140,7 @@ class S3Gate:
     def __init__(
         self, app: WsgiApp, access_key: str, secret_key: str, buckets: list[str],
         on_mutation: MutationHook | None = None, parts_checksum: PartsChecksum | None = None,
+        token_verifier: TokenVerifier | None = None, exists: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.app = app
         self.access_key = access_key
@@ -120,6 +148,9 @@ class S3Gate:
         self.buckets = buckets
         self.on_mutation = on_mutation
         self.parts_checksum = parts_checksum
+        self.token_verifier = token_verifier
+        self.exists = exists or (lambda _bucket, _key: True)  # unknown: treat every write as an overwrite
+        self.temporary = s3_sts.CredentialStore()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Serve one request."""
@@ -133,7 +164,21 @@ class S3Gate:
             return _error(start_response, "404 Not Found", "NotFound", "moto admin API is disabled")
         query = environ.get("QUERY_STRING", "")
         authorization = environ.get("HTTP_AUTHORIZATION", "")
-        if authorization:
+        if path == "/" and method == "POST" and not authorization:
+            try:
+                params = s3_sts.sts_params(environ)
+                if params is not None:
+                    return self._sts(start_response, params)
+            except s3_sts.StsError as err:
+                return _sts_error(start_response, err)
+        temporary = self._temporary_key(environ, authorization, query)
+        if temporary:
+            refused = self._check_temporary(environ, method, path, query, authorization, temporary)
+            if refused is not None:
+                log.info("refused %s %s with temporary credentials %s: %s", method, path, temporary,
+                         refused.message)
+                return _error(start_response, "403 Forbidden", refused.code, refused.message)
+        elif authorization:
             if not authorization.startswith(sigv4.ALGORITHM):
                 return _error(start_response, "403 Forbidden", "AccessDenied",
                               "Only AWS4-HMAC-SHA256 signatures are accepted")
@@ -154,13 +199,79 @@ class S3Gate:
                 return _error(start_response, "400 Bad Request", "BadDigest", refused_completion)
         return self._forward(environ, start_response, method, path)
 
-    def _resign_presigned(
-        self, environ: dict[str, Any], method: str, path: str, query: str
+    def _sts(self, start_response: Callable[..., Any], params: dict[str, str]) -> list[bytes]:
+        """Answer an STS request: temporary credentials for a valid token, or an STS ErrorResponse."""
+        if self.token_verifier is None:
+            raise s3_sts.StsError("400 Bad Request", "InvalidAction",
+                                  "STS is not offered by this site (it has no --token-issuer)")
+        creds, identity = s3_sts.assume_role_with_web_identity(params, self.token_verifier, self.temporary)
+        body = s3_sts.response_xml(creds, identity)
+        start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _temporary_key(self, environ: dict[str, Any], authorization: str, query: str) -> str | None:
+        """The access key id of a request signed with temporary (STS) credentials, else None."""
+        try:
+            if authorization:
+                key = sigv4.parse_header_auth(authorization).access_key
+                token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
+            elif sigv4.is_query_signed(query):
+                key = sigv4.parse_query_auth(query).access_key
+                token = dict(parse_qsl(query)).get("X-Amz-Security-Token")
+            else:
+                return None
+        except sigv4.SignatureError:
+            return None  # refused on the usual path
+        return key if key != self.access_key and (token or self.temporary.get(key)) else None
+
+    def _check_temporary(
+        self, environ: dict[str, Any], method: str, path: str, query: str, authorization: str, access_key: str
     ) -> sigv4.SignatureError | None:
-        """Verify a presigned request and turn it into a header-signed one for moto's IAM check."""
+        """Verify a request signed with temporary credentials, authorise it by its token's scopes, and re-sign it
+        with the site's key pair for moto (the session token removed)."""
+        headers = _headers(environ)
+        try:
+            if authorization:
+                creds = self.temporary.check(access_key, environ.get("HTTP_X_AMZ_SECURITY_TOKEN", ""))
+                auth = sigv4.parse_header_auth(authorization)
+                sigv4.verify_header_signature(auth, creds.secret_key, method,
+                                              path + ("?" + query if query else ""), headers)
+                refused_payload = _check_payload_hash(environ)
+                if refused_payload:
+                    return refused_payload
+            else:
+                creds = self.temporary.check(access_key, dict(parse_qsl(query)).get("X-Amz-Security-Token", ""))
+        except s3_sts.StsError as err:
+            return sigv4.SignatureError(err.code, err.message)
+        except sigv4.SignatureError as err:
+            return err
+        bucket, key = bucket_and_key(path)
+        params = {k: v for k, v in parse_qsl(query, keep_blank_values=True) if k not in sigv4.AUTH_PARAMS}
+        needs = s3_sts.required_permissions(method, bucket, key, params, headers, self.exists)
+        if needs is None:
+            return sigv4.SignatureError("AccessDenied", f"{method} of this resource is not granted to tokens")
+        for operation, target in needs:
+            if not creds.allows(operation, target):
+                return sigv4.SignatureError("AccessDenied", f"the token has no storage.{operation} scope for "
+                                                            f"{target}")
+        if ("create", f"/{bucket}/{key}") in needs and method == "PUT" and "uploadId" not in params:
+            environ["HTTP_IF_NONE_MATCH"] = "*"  # create-only: never overwrite, even in a race
+        if not authorization:
+            return self._resign_presigned(environ, method, path, query, creds.access_key, creds.secret_key)
+        environ.pop("HTTP_X_AMZ_SECURITY_TOKEN", None)
+        environ["HTTP_AUTHORIZATION"] = sigv4.resign_header(
+            auth, self.access_key, self.secret_key, method, path + ("?" + query if query else ""), _headers(environ))
+        return None
+
+    def _resign_presigned(
+        self, environ: dict[str, Any], method: str, path: str, query: str,
+        access_key: str | None = None, secret_key: str | None = None,
+    ) -> sigv4.SignatureError | None:
+        """Verify a presigned request (by default with the site's key pair) and turn it into a header-signed one
+        under the site's key pair for moto's IAM check."""
         try:
             auth = sigv4.verify_query_signature(
-                self.access_key, self.secret_key, method, path, query, _headers(environ))
+                access_key or self.access_key, secret_key or self.secret_key, method, path, query, _headers(environ))
         except sigv4.SignatureError as err:
             return err
         rest = sigv4.strip_auth_params(query)

@@ -200,7 +200,7 @@ def refresh_token_of_alice(idp: Idp) -> str:
 
 
 def test_a_refresh_token_file_gives_fresh_tokens_and_follows_rotation(idp: Idp, tmp_path: Path) -> None:
-    from cygno_dm.tokens import RefreshTokenFile, TokenError, token_source
+    from cygno_dm.tokens import TokenError, TokenFile, token_source
 
     first_rt = refresh_token_of_alice(idp)
     path = tmp_path / "alice.token"
@@ -208,7 +208,7 @@ def test_a_refresh_token_file_gives_fresh_tokens_and_follows_rotation(idp: Idp, 
               "ca": idp.tls.ca}
     path.write_text(json.dumps(config))
     path.chmod(0o644)
-    with pytest.raises(TokenError, match=r"mode 0644; a refresh token file must be 0600"):
+    with pytest.raises(TokenError, match=r"mode 0644; a token file must be 0600"):
         token_source(f"file:{path}")
     path.chmod(0o600)
     source = token_source(f"file:{path}", margin=1.0)
@@ -223,11 +223,19 @@ def test_a_refresh_token_file_gives_fresh_tokens_and_follows_rotation(idp: Idp, 
     # A refresh token the issuer no longer honours (the first one, rotated away): one line, no token in it.
     path.write_text(json.dumps(config))
     with pytest.raises(TokenError) as refused:
-        RefreshTokenFile(path).token(TAPE_HOST)
+        TokenFile(path).token(TAPE_HOST)
     assert "the issuer refused the refresh token: invalid_grant" in str(refused.value)
     assert first_rt not in str(refused.value) and "\n" not in str(refused.value)
     path.write_text(json.dumps({**config, "client_secret": ""}))
     with pytest.raises(TokenError, match="client_secret: required"):
-        RefreshTokenFile(path)
+        TokenFile(path)
+    # Without a refresh token the file is a robot client's: the client-credentials grant, refused for a bad secret.
+    robot = {k: v for k, v in config.items() if k != "refresh_token"}
+    path.write_text(json.dumps({**robot, "client_id": "rucio", "client_secret": "rucio-secret"}))
+    any_scope = WlcgTokenVerifier(idp.url, TAPE_HOST, ca=idp.tls.ca)
+    assert any_scope(TokenFile(path).token(TAPE_HOST)).subject == "rucio"
+    path.write_text(json.dumps({**robot, "client_id": "rucio", "client_secret": "guess"}))
+    with pytest.raises(TokenError, match="the issuer refused the client rucio: The client cannot authenticate"):
+        TokenFile(path).token(TAPE_HOST)
     with pytest.raises(TokenError, match="expected oidc-agent:ACCOUNT or file:PATH"):
         token_source("vault:alice")

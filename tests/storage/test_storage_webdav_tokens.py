@@ -283,11 +283,11 @@ def test_the_uploader_storage_renews_its_tokens_across_expiry(site: Site, tmp_pa
     from cygno_dm.ingest.checksums import scan
     from cygno_dm.ingest.davs import GfalStorage
     from cygno_dm.ingest.storage import StorageError
-    from cygno_dm.tokens import RefreshTokenFile
+    from cygno_dm.tokens import TokenFile
 
     monkeypatch.delenv("X509_USER_PROXY", raising=False)  # the token alone must do it
     monkeypatch.setenv("X509_CERT_DIR", str(site.tls / "ca"))
-    tokens = RefreshTokenFile(refresh_token_file(site, tmp_path / "dana" / "token.json"), margin=0.5)
+    tokens = TokenFile(refresh_token_file(site, tmp_path / "dana" / "token.json"), margin=0.5)
     store = GfalStorage(tokens=tokens)
     dav = site.url.replace("https://", "davs://")
     seen = set()
