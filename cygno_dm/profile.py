@@ -140,6 +140,16 @@ class Rse(_Strict):
     prefix: str = "/"  # bucket for s3, base path for webdav/tape
     attributes: dict[str, str | int | float | bool] = {}
     credentials: dict[str, str] = {}  # s3: access_key, secret_key, region (testbed only)
+    # The endpoint checks WLCG bearer tokens, so Rucio hands FTS per-file tokens for it (RSE attribute
+    # oidc_support). Rucio does so only for davs endpoints; default: davs tape endpoints (ours check tokens).
+    tokens: bool | None = None
+
+    @property
+    def accepts_tokens(self) -> bool:
+        """Whether Rucio should ask for tokens for this RSE's transfers."""
+        if self.tokens is None:
+            return self.kind == "tape" and (self.endpoint or "").startswith("davs://")
+        return self.tokens
 
     @model_validator(mode="after")
     def _where(self) -> Rse:
@@ -152,6 +162,8 @@ class Rse(_Strict):
             raise ValueError(f"endpoint {self.endpoint!r} must be an http(s)/dav(s)/s3 URL with a host")
         elif self.kind == "s3" and not {"access_key", "secret_key"} <= self.credentials.keys():
             raise ValueError("s3 RSEs need credentials.access_key and credentials.secret_key")
+        if self.accepts_tokens and not (self.endpoint or "").startswith("davs://"):
+            raise ValueError("tokens: Rucio hands tokens only to davs:// endpoints (s3 sites take signed URLs)")
         return self
 
 

@@ -70,7 +70,7 @@ class Client(ClientMixin):
         """The requested scopes this client may have (all of its scopes when none are asked for)."""
         if not scope:
             return " ".join(self.scopes)
-        return " ".join(s for s in scope.split() if s in self.scopes)
+        return " ".join(s for s in scope.split() if any(covers(mine, s) for mine in self.scopes))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return False
@@ -86,6 +86,19 @@ class Client(ClientMixin):
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
+
+
+def covers(registered: str, requested: str) -> bool:
+    """A registered scope allows the same scope, and a WLCG storage scope allows it on any sub-path (as IAM's
+    parametric scopes do): `storage.read:/` allows `storage.read:/cygno-data`; `storage.read:` means `/`."""
+    if requested == registered:
+        return True
+    name, sep, path = registered.partition(":")
+    want_name, want_sep, want_path = requested.partition(":")
+    if not (sep and want_sep and name == want_name and name.startswith("storage.")):
+        return False
+    base, path = "/" + path.strip("/"), "/" + want_path.strip("/")
+    return base == "/" or path == base or path.startswith(base + "/")
 
 
 class ClientCredentials(grants.ClientCredentialsGrant):

@@ -34,6 +34,20 @@ def storage_dir(name: str, rse: Rse, state: Path) -> Path:
 
 def rse_settings(name: str, rse: Rse, state: Path, fts_url: str) -> dict[str, Any]:
     """Rucio RSE type, protocols and attributes for one profile RSE."""
+    settings = _settings(name, rse, state, fts_url)
+    if rse.accepts_tokens:
+        # The conveyor and the reaper ask the identity provider for tokens whose scope paths are the protocol
+        # prefix less `oidc_base_path`: relative to the endpoint's base path (XRootD's base_path, the tape's
+        # --token-base-path), `storage.read:/` covers the RSE. Rucio adds the prefix's trailing slash itself.
+        settings["attributes"]["oidc_support"] = True
+        if rse.prefix.strip("/"):
+            settings["attributes"]["oidc_base_path"] = rse.prefix.rstrip("/")
+        for proto in settings["protocols"]:
+            proto["prefix"] = proto["prefix"].rstrip("/") + "/"
+    return settings
+
+
+def _settings(name: str, rse: Rse, state: Path, fts_url: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {"fts": fts_url, "site": rse.site or "LOCAL"}
     if rse.kind == "posix":
         prefix = str(storage_dir(name, rse, state)).rstrip("/") + "/"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import importlib
 import io
+import json
 from pathlib import Path
 
 import rucio_policies
@@ -12,6 +13,7 @@ from cygno_dm.profile import Account, Profile
 from testbed.private import write_private
 
 Sections = dict[str, dict[str, str]]
+ISSUER_KEY = "testbed"  # the identity provider's entry in idpsecrets.json
 
 
 def server_sections(profile: Profile, state: Path, database_url: str, rucio_url: str, fts_url: str) -> Sections:
@@ -39,7 +41,11 @@ def server_sections(profile: Profile, state: Path, database_url: str, rucio_url:
         "conveyor": {
             "scheme": "file,https,http,davs,s3", "transfertool": "fts3", "ftshosts": fts_url,
             "poller_oldest_first": "True", "use_preparer": "False",
+            "poller_oidc_support": "True",  # the poller asks FTS about token-submitted jobs with a token too
         },
+        # Tokens for transfers and deletions on oidc_support RSEs: Rucio's request_token reads the client
+        # credentials of `admin_issuer` from the idpsecrets file (0600, written by write_idp_secrets).
+        "oidc": {"idpsecrets": str(state / "etc" / "idpsecrets.json"), "admin_issuer": ISSUER_KEY},
         "upload": {}, "download": {},
         "credentials": {"signature_lifetime": "3600"},
         "api": {},
@@ -75,6 +81,12 @@ def write_cfg(path: Path, sections: Sections) -> None:
     text = io.StringIO()
     cp.write(text)
     write_private(path, text.getvalue())  # passwords, database URL
+
+
+def write_idp_secrets(path: Path, issuer: str, client_id: str, client_secret: str) -> None:
+    """Rucio's idpsecrets.json: the identity provider's issuer and the client Rucio asks tokens with (0600)."""
+    write_private(path, json.dumps({ISSUER_KEY: {"issuer": issuer, "client_id": client_id,
+                                                 "client_secret": client_secret}}, indent=1))
 
 
 def write_alembic_ini(path: Path, database_url: str) -> None:

@@ -34,6 +34,7 @@ DEFAULT_STATE = Path(os.environ.get("CYGNO_DM_STATE", ".state/testbed"))
 RUCIO_SERVER = "rucio-server"
 RUCIO_CERT, FTS_CERT = "service-rucio", "service-fts"  # client certificates of Rucio's daemons and the FTS
 DAEMONS = "rucio-daemons"
+RUCIO_CLIENT = "rucio"  # Rucio's client at the identity provider (tokens for FTS and the storage)
 
 
 class TestbedError(RuntimeError):
@@ -98,7 +99,7 @@ def idp_clients(profile: Profile, fts_host: str, secrets: dict[str, str]) -> dic
     """The identity provider's robot clients: Rucio (transfers and storage) and each DAQ account (uploads)."""
     audiences = [fts_host, *(host_port(r)[0] for r in profile.rses.values() if r.kind != "posix")]
     storage = [f"storage.{op}:/" for op in ("read", "create", "modify", "stage")]
-    clients = [{"client_id": "rucio", "scopes": ["fts", *storage], "audiences": audiences, "groups": ["/rucio"]}]
+    clients = [{"client_id": RUCIO_CLIENT, "scopes": ["fts", *storage], "audiences": audiences, "groups": ["/rucio"]}]
     for acc in profile.accounts_with("daq"):
         scopes = [f"storage.{op}:/{scope}" for scope in profile.scopes.raw for op in ("read", "create")]
         clients.append({"client_id": acc.name, "scopes": scopes, "audiences": audiences[1:],
@@ -288,6 +289,7 @@ class Testbed:
                  "--s3-credentials", str(self.state / "etc" / "s3-credentials.json"),
                  "--tls-dir", str(self.state / "tls"), "--client-cert", str(self.client_cert(FTS_CERT)),
                  "--s3-user-dn", client_dn(RUCIO_CERT), *self.token_args(),
+                 "--token-subject", f"{RUCIO_CLIENT}={client_dn(RUCIO_CERT)}",
                  *(x for e in self.storage_endpoints() for x in ("--storage-endpoint", e))],
                 url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/health"),
             ),
@@ -372,8 +374,11 @@ class Testbed:
             rses[name] = rse_settings(name, rse, self.state, self.fts_url)
         (self.state / "etc" / "rses.json").write_text(json.dumps(rses, indent=1))
         write_private(self.state / "etc" / "s3-credentials.json", json.dumps(s3_credentials(self.profile), indent=1))
-        write_private(self.idp_clients, json.dumps(idp_clients(self.profile, self.settings.host,
-                                                               _saved_secrets(self.idp_clients)), indent=1))
+        clients = idp_clients(self.profile, self.settings.host, _saved_secrets(self.idp_clients))
+        write_private(self.idp_clients, json.dumps(clients, indent=1))
+        rucio = next(c for c in clients["clients"] if c["client_id"] == RUCIO_CLIENT)
+        rucio_config.write_idp_secrets(self.state / "etc" / "idpsecrets.json", self.idp_url, RUCIO_CLIENT,
+                                       rucio["client_secret"])
         for name, rse in self.profile.rses.items():
             if rse.kind == "s3":
                 write_private(self.state / "etc" / "s3" / f"{name}.key", rse.credentials["secret_key"])

@@ -24,6 +24,8 @@ def test_packaged_testbed_profile_loads() -> None:
     assert p.scopes.raw == ["cygno-data"]
     assert {a.role for a in p.accounts} >= {"root", "daq", "data-manager", "user"}
     assert p.rses, "the testbed needs RSEs"
+    # Rucio asks for tokens for the davs endpoints (XRootD, tape), not for S3 (signed URLs)
+    assert {n for n, r in p.rses.items() if r.accepts_tokens} == {"BACKBONE_USERDISK", "T1_USERTAPE"}
 
 
 @pytest.mark.parametrize("name,ok", [
@@ -53,6 +55,7 @@ def test_raw_name_rule(name: str, ok: bool) -> None:
     (lambda d: d["rses"].update({"lower_case": {"kind": "posix", "path": "x"}}), "rses", "RSE name"),
     (lambda d: d["metadata"].update(run_number={"type": "integer"}), "metadata.run_number.type", "must be one of"),
     (lambda d: d["metadata"].update({"Run Number": {"type": "int"}}), "(top level)", "metadata key"),
+    (lambda d: d["rses"]["CNAF_USERDISK"].update(tokens=True), "rses.CNAF_USERDISK", "only to davs:// endpoints"),
 ])
 def test_broken_profile_names_field_and_rule(edit, field: str, rule: str) -> None:
     with pytest.raises(ProfileError) as err:

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from testbed.rses import storage_dir
-from testbed.stack import PEOPLE_CLIENT, Testbed
+from testbed.stack import PEOPLE_CLIENT, RUCIO_CERT, Testbed
+from testbed.storage.tls import client_dn
 from tests.rucio_helpers import download, md5, new_run_name, rucio, s3_client, upload
 
 pytestmark = pytest.mark.rucio
@@ -156,7 +157,8 @@ def test_tokens_of_the_identity_provider_work_at_the_transfer_service_and_the_ta
 
     fts = token("rucio", "fts", testbed.settings.host)  # what Rucio's FTS3 transfertool asks for
     who = requests.get(testbed.fts_url + "/whoami", headers={"Authorization": f"Bearer {fts}"}, verify=ca, timeout=10)
-    assert who.json()["method"] == "token" and who.json()["user_dn"] == "rucio"
+    # the `rucio` client's tokens and the service-rucio certificate are one owner of jobs (--token-subject)
+    assert who.json()["method"] == "token" and who.json()["user_dn"] == client_dn(RUCIO_CERT)
     daq = token("rucio-daq", "storage.create:/cygno-data", urlsplit(tape_base).hostname)
     path = f"{tape.prefix}/cygno-data/token-probe.bin"
     put = requests.put(tape_base + path, data=b"t", headers={"Authorization": f"Bearer {daq}"}, verify=ca, timeout=10)

@@ -51,10 +51,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--token-issuer", help="accept WLCG bearer tokens of this issuer (scope 'fts', what Rucio asks)")
     p.add_argument("--token-audience", help="audience the tokens must carry (default: --host, as Rucio asks)")
     p.add_argument("--token-ca", help="CA file to reach the issuer with (default: the system's)")
+    p.add_argument("--token-subject", action="append", default=[], metavar="SUBJECT=DN",
+                   help="a token subject that is the same client as a certificate DN: its jobs have one owner "
+                        "whichever it authenticates with (Rucio's `rucio` IdP client and its certificate)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request")
     p.add_argument("--gfal2-log-level", default="WARNING", help="level of gfal2/Davix messages")
     return p.parse_args(argv)
+
+
+def _token_subjects(values: list[str]) -> dict[str, str]:
+    """SUBJECT=DN pairs (the DN may itself contain '=')."""
+    pairs = {}
+    for value in values:
+        subject, sep, dn = value.partition("=")
+        if not (sep and subject and dn.startswith("/")):
+            raise SystemExit(f"--token-subject: {value!r} must be SUBJECT=/DN")
+        pairs[subject] = dn
+    return pairs
 
 
 def _token_verifier(args: argparse.Namespace) -> Any:
@@ -82,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                            streamed=args.copy_mode == "streamed", tls_dir=args.tls_dir,
                            admins=frozenset(args.admin_dn), s3_users=frozenset(args.s3_user_dn),
                            storage_endpoints=tuple(args.storage_endpoint),
-                           client_cert=args.client_cert, verify_token=_token_verifier(args))
+                           client_cert=args.client_cert, verify_token=_token_verifier(args),
+                           token_subjects=_token_subjects(args.token_subject))
     if args.client_cert:
         os.environ["X509_USER_PROXY"] = str(args.client_cert)  # gfal2/Davix present it to every storage
     service = FtsService(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -61,6 +62,9 @@ def create_app(service: FtsService) -> Flask:
             return None
         try:
             g.caller = authenticate(request.environ, service.admins, service.verify_token)
+            if g.caller.method == "token" and g.caller.dn in service.token_subjects:
+                dn = service.token_subjects[g.caller.dn]
+                g.caller = replace(g.caller, dn=dn, admin=dn in service.admins)
         except AuthError as exc:
             log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote_addr, exc)
             return _error(401, str(exc))

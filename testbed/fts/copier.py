@@ -34,6 +34,8 @@ class CopyRequest:
     copy_mode: str = "streamed"
     timeout: int = 3600
     cancel: threading.Event = field(default_factory=threading.Event)
+    source_token: str | None = field(default=None, repr=False)  # Rucio's per-file bearer tokens
+    dest_token: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -65,8 +67,13 @@ class Copier:
         return urls.to_gfal_url(req.source, hosts), urls.to_gfal_url(req.dest, hosts), mode
 
     def context(self, req: CopyRequest) -> Any:
-        """A gfal2 context for this transfer's hosts."""
-        return credentials.new_context(self.creds, [req.source, req.dest], self.streamed, req.timeout)
+        """A gfal2 context for this transfer's hosts, with its bearer tokens where Rucio gave them."""
+        ctx = credentials.new_context(self.creds, [req.source, req.dest], self.streamed, req.timeout)
+        gsrc, gdst, _ = self._urls(req)
+        # the destination's last: on one host it wins (Rucio's destination token also has storage.read)
+        credentials.set_bearer(ctx, gsrc, req.source_token)
+        credentials.set_bearer(ctx, gdst, req.dest_token)
+        return ctx
 
     def remove_destination(self, dest: str, timeout: int = 60) -> bool:
         """Delete a destination (best effort); True if something was removed."""
@@ -100,7 +107,16 @@ class Copier:
         return report
 
     def copy(self, req: CopyRequest, on_started: Any = None) -> CopyResult:
-        """Copy source to destination; raises TransferError with an FTS-style reason."""
+        """Copy source to destination; raises TransferError with an FTS-style reason (naming a refused token)."""
+        try:
+            return self._copy(req, on_started)
+        except TransferError as err:
+            token = {"SOURCE": req.source_token, "DESTINATION": req.dest_token}.get(err.side)
+            if token and any(f"HTTP {status}" in err.message for status in (401, 403)):
+                err.message += " (the endpoint refused the per-file bearer token)"
+            raise
+
+    def _copy(self, req: CopyRequest, on_started: Any = None) -> CopyResult:
         gerror = _gerror_type()
         ctx = self.context(req)
         gsrc, gdst, url_mode = self._urls(req)

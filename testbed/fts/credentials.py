@@ -1,4 +1,4 @@
-"""Per-host S3 credentials and the gfal2 context configured for one transfer."""
+"""Per-host S3 credentials, per-transfer bearer tokens and the gfal2 context configured for one transfer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import urls
 
@@ -71,3 +72,14 @@ def new_context(creds: dict[str, S3Credential], transfer_urls: list[str], stream
             ctx.set_opt_string(group, "REGION", cred.region)
             ctx.set_opt_boolean(group, "ALTERNATE", True)
     return ctx
+
+
+def set_bearer(ctx: Any, url: str, token: str | None) -> None:
+    """Have gfal2 send `Authorization: Bearer <token>` to the URL's endpoint (its credential API) for this
+    transfer's context; without a token the service's own certificate (X509_USER_PROXY) is presented."""
+    if not token:
+        return
+    import gfal2
+
+    parts = urlsplit(url)
+    ctx.cred_set(f"{parts.scheme}://{parts.netloc}/", gfal2.cred_new("BEARER", token))

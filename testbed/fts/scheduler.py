@@ -192,8 +192,11 @@ class Scheduler:
             overwrite = self._only_on_disk(row["dest_surl"])
         req = CopyRequest(source=row["source_surl"], dest=row["dest_surl"], filesize=row["filesize"],
                           checksum=row["checksum"], verify=job["verify_checksum"] or "none", overwrite=overwrite,
-                          timeout=self.limits.transfer_timeout, cancel=cancel)
-        log.info("file %s of job %s: %s -> %s started", file_id, job["job_id"], req.source, req.dest)
+                          timeout=self.limits.transfer_timeout, cancel=cancel,
+                          source_token=row.get("source_token"), dest_token=row.get("dest_token"))
+        tokens = [side for side, t in (("source", req.source_token), ("destination", req.dest_token)) if t]
+        log.info("file %s of job %s: %s -> %s started (%s)", file_id, job["job_id"], req.source, req.dest,
+                 f"bearer tokens for: {', '.join(tokens)}" if tokens else "service certificate")
         try:
             result = self.copier.copy(req, on_started=lambda: self.store.update_file(file_id, dest_written=1))
         except TransferError as err:

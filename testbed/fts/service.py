@@ -42,6 +42,8 @@ class ServiceConfig:
     s3_users: frozenset[str] = frozenset()  # who may have unsigned S3 URLs signed with the service's keys
     storage_endpoints: tuple[str, ...] = ()  # scheme://host:port or file:///dir this service copies between
     verify_token: TokenVerifier | None = None  # bearer tokens are refused without one
+    # token subject -> certificate DN of the same client (Rucio polls token and certificate jobs with either)
+    token_subjects: dict[str, str] = field(default_factory=dict)
     client_cert: Path | None = None  # certificate + key (one PEM) the service presents to storage
 
 
@@ -56,6 +58,7 @@ class FtsService:
         self.s3_users = frozenset(config.s3_users)
         self.endpoints = Endpoints.parse(list(config.storage_endpoints))
         self.verify_token = config.verify_token
+        self.token_subjects = dict(config.token_subjects)
         self.metrics = Metrics()
         self.store = Store(config.db)
         s3_keys = credentials.load(config.s3_credentials)

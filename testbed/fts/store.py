@@ -74,7 +74,9 @@ CREATE TABLE IF NOT EXISTS files (
     tx_duration REAL,
     staging_request TEXT,
     dest_written INTEGER NOT NULL DEFAULT 0,
-    dst_file TEXT
+    dst_file TEXT,
+    source_token TEXT,
+    dest_token TEXT
 );
 CREATE INDEX IF NOT EXISTS files_job ON files(job_id);
 CREATE INDEX IF NOT EXISTS files_state ON files(file_state);
@@ -124,6 +126,11 @@ class Store:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
+        Path(self.path).chmod(0o600)  # per-file bearer tokens of pending transfers
+        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(files)")}
+        for column in ("source_token", "dest_token"):  # databases of an earlier version
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         """Close the database connection."""

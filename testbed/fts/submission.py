@@ -14,7 +14,7 @@ VERIFY_CHECKSUM_VALUES = {"both": "both", "b": "both", "target": "target", "t": 
                           "source": "source", "s": "source", "none": "none", "n": "none"}
 CHECKSUM_ALGORITHMS = ("ADLER32", "MD5")
 FILE_KEYS = ("sources", "destinations", "filesize", "checksum", "activity", "selection_strategy", "metadata",
-             "staging_metadata", "archive_metadata")
+             "staging_metadata", "archive_metadata", "source_tokens", "destination_tokens")
 
 
 class SubmissionError(ValueError):
@@ -99,6 +99,16 @@ def _check_url(url: Any, where: str) -> str:
     return url
 
 
+def _tokens(spec: dict[str, Any], key: str, count: int, where: str) -> list[str | None]:
+    """Per-URL bearer tokens (Rucio sends one per source and one for the destination; null: none was issued)."""
+    value = spec.get(key)
+    if value is None:
+        return [None] * count
+    if not isinstance(value, list) or len(value) != count or not all(t is None or isinstance(t, str) for t in value):
+        raise SubmissionError(f"{where}.{key}: must be a list of {count} token string(s) or nulls, one per URL")
+    return [t or None for t in value]
+
+
 def build_job(body: Any, identity: Identity, defaults: Defaults) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Validate a POST /jobs body and return (job row, file rows)."""
     if not isinstance(body, dict):
@@ -157,9 +167,11 @@ def build_job(body: Any, identity: Identity, defaults: Defaults) -> tuple[dict[s
             except (TypeError, ValueError):
                 raise SubmissionError(f"{where}.filesize: {filesize!r} is not an integer") from None
         extra = {k: v for k, v in spec.items() if k not in FILE_KEYS}
-        pairs = [(_check_url(s, f"{where}.sources"), _check_url(d, f"{where}.destinations"))
-                 for s in sources for d in dests]
-        for n, (src, dst) in enumerate(pairs):
+        source_tokens = _tokens(spec, "source_tokens", len(sources), where)
+        (dest_token,) = _tokens(spec, "destination_tokens", len(dests), where)[:1] or (None,)
+        pairs = [(_check_url(s, f"{where}.sources"), _check_url(d, f"{where}.destinations"), source_tokens[i])
+                 for i, s in enumerate(sources) for d in dests]
+        for n, (src, dst, src_token) in enumerate(pairs):
             file_index = index
             if multihop:
                 first = index == 0 and n == 0
@@ -178,6 +190,7 @@ def build_job(body: Any, identity: Identity, defaults: Defaults) -> tuple[dict[s
                 "staging_metadata": spec.get("staging_metadata"),
                 "archive_metadata": spec.get("archive_metadata"),
                 "extra": extra or None,
+                "source_token": src_token, "dest_token": dest_token,  # kept out of every view and log
                 "phase_epoch": clock.epoch(),
             })
     multi_replica = any(sum(1 for r in rows if r["file_index"] == r0["file_index"]) > 1 for r0 in rows)

@@ -154,6 +154,8 @@ def test_bring_online_jobs_start_staging(client: Any) -> None:
     ({"files": [_file()], "params": {"priority": 9}}, "params.priority"),
     ({"files": [_file()], "params": {"id_generator": "deterministic"}}, "params.sid"),
     ({"delete": ["file:///x"]}, "delete"),
+    ({"files": [_file(source_tokens=["a", "b"])]}, "files[0].source_tokens"),
+    ({"files": [_file(destination_tokens="tok")]}, "files[0].destination_tokens"),
 ])
 def test_bad_submissions_are_400_naming_the_field(client: Any, body: dict[str, Any], field: str) -> None:
     r = client.post("/jobs", json=body)

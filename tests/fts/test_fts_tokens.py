@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -17,10 +19,11 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from testbed.idp import covers
 from testbed.private import write_private
 from testbed.tokens import has_storage_scope
 
-from .conftest import FTS_HOST, REPO, TAPE_HOST, FtsProcess, FtsTls, _stop, free_port, wait_for
+from .conftest import FTS_HOST, OTHER, REPO, TAPE_HOST, USER, FtsProcess, FtsTls, _stop, free_port, wait_for
 from .test_fts_tape import TapeEndpoint
 
 IDP_HOST = "127.0.0.44"
@@ -187,3 +190,78 @@ def test_wlcg_storage_scopes_are_path_prefixes_under_the_base_path() -> None:
     assert has_storage_scope(frozenset({"storage.modify:/"}), "create", "/cygno/x", "/cygno")  # modify gives create
     assert has_storage_scope(scopes, "stage", "/cygno/anything", "/cygno")
     assert not has_storage_scope(scopes, "create", "/cygno/cygno-sim/x", "/cygno")  # read only there
+
+
+def test_copies_use_the_per_file_tokens_rucio_sends(idp: Idp, fts_factory: Callable[..., FtsProcess],
+                                                    fts_tls: FtsTls, tmp_path: Path) -> None:
+    """What Rucio's FTS3 transfertool sends with oidc_support: `destination_tokens` per file. The copy presents the
+    token to the tape endpoint (not the service certificate); a token the endpoint refuses fails the file with the
+    endpoint's status; tokens appear in no job view and no log."""
+    tape = TapeEndpoint(tmp_path / "tape", 3600, 3600, 0.5, fts_tls,
+                        ("--token-issuer", idp.url, "--token-ca", idp.tls.ca))
+    fts = fts_factory("--token-issuer", idp.url, "--token-ca", idp.tls.ca, "--retry-delay", "0.2")
+    try:
+        (fts.workdir / "run.bin").write_bytes(os.urandom(300_000))
+        writer = idp.token("rucio", "storage.modify:/cygno storage.read:/cygno offline_access", TAPE_HOST)
+
+        def copy(name: str, token: str) -> dict[str, Any]:
+            files = [{"sources": [f"file://{fts.workdir}/run.bin"], "destinations": [tape.url(f"/cygno/d/{name}")],
+                      "source_tokens": [None], "destination_tokens": [token]}]
+            return fts.wait_job(fts.submit(files))
+
+        ok = copy("ok.bin", writer)
+        assert ok["job_state"] == "FINISHED", ok["files"][0]["reason"]
+        assert tape.request("HEAD", "/cygno/d/ok.bin").headers["Content-Length"] == "300000"
+        tape_log = (tmp_path / "tape" / "tape.log").read_text()
+        assert "PUT /cygno/d/ok.bin by rucio (token)" in tape_log
+        assert "PUT /cygno/d/ok.bin by /" not in tape_log  # not the service certificate
+        assert "bearer tokens for: destination" in fts.log.read_text()
+        view = json.dumps(fts.job(ok["job_id"]))
+        assert "destination_tokens" not in view and "dest_token" not in view
+        assert token_free(view, [writer])
+        assert stat.S_IMODE(fts.db.stat().st_mode) == 0o600  # it keeps the tokens of pending copies
+
+        short = idp.token("short", "storage.modify:/cygno storage.read:/cygno", TAPE_HOST)
+        time.sleep(2.1)
+        refused = {
+            "expired": short,
+            "audience": idp.token("elsewhere", "storage.modify:/cygno", "storage.example.org"),
+            "scope": idp.token("reader", "storage.read:/cygno", TAPE_HOST),
+        }
+        reasons = {}
+        for what, token in refused.items():
+            job = copy(f"{what}.bin", token)
+            reasons[what] = job["files"][0]["reason"]
+            assert job["job_state"] == "FAILED" and reasons[what].startswith("DESTINATION"), (what, reasons[what])
+            assert reasons[what].endswith("(the endpoint refused the per-file bearer token)"), reasons[what]
+            assert tape.request("HEAD", f"/cygno/d/{what}.bin").status_code == 404
+        assert "401" in reasons["expired"] and "401" in reasons["audience"] and "403" in reasons["scope"], reasons
+        tape_log = (tmp_path / "tape" / "tape.log").read_text()
+        assert "expired" in tape_log and "aud" in tape_log and "no storage.create scope" in tape_log
+        assert token_free(fts.log.read_text() + tape_log, [writer, short, *refused.values()])
+    finally:
+        _stop(tape.proc)
+
+
+def test_registered_storage_scopes_grant_sub_paths_only() -> None:
+    assert covers("storage.read:/", "storage.read:/cygno-data") and covers("storage.read:/", "storage.read:")
+    assert covers("storage.create:/cygno", "storage.create:/cygno/x") and covers("fts", "fts")
+    assert not covers("storage.create:/cygno", "storage.create:/cygnox")  # a path prefix, not a string prefix
+    assert not covers("storage.read:/", "storage.modify:/x") and not covers("fts", "fts:/")
+    assert not covers("storage.read:/cygno", "storage.read:/")
+
+
+def test_a_token_subject_can_be_the_same_owner_as_a_certificate(idp: Idp, fts_factory: Callable[..., FtsProcess],
+                                                                fts_tls: FtsTls) -> None:
+    """Rucio submits some jobs with its certificate and some with a token, and polls all with one of them."""
+    fts = fts_factory("--token-issuer", idp.url, "--token-ca", idp.tls.ca, "--max-active", "0",
+                      "--token-subject", f"rucio={fts_tls.dn(USER)}")
+    token = _bearer(idp.token("rucio", "fts", FTS_HOST))
+    (fts.workdir / "in").write_bytes(b"x")
+    body = {"files": [{"sources": [f"file://{fts.workdir}/in"], "destinations": [f"file://{fts.workdir}/out"]}]}
+    by_token = fts.request("POST", "/jobs", as_=None, headers=token, json=body).json()["job_id"]
+    by_cert = fts.submit(body["files"])
+    for job_id in (by_token, by_cert):
+        assert fts.request("GET", f"/jobs/{job_id}").json()["user_dn"] == fts_tls.dn(USER)
+        assert fts.request("GET", f"/jobs/{job_id}", as_=None, headers=token).status_code == 200
+    assert fts.request("GET", f"/jobs/{by_cert}", as_=OTHER).status_code == 403
