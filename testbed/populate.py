@@ -23,22 +23,37 @@ from testbed.rses import rse_accounts
 log = logging.getLogger(__name__)
 
 
-def populate(client: Client, profile: Profile, endpoints: dict[str, dict[str, Any]]) -> None:
+def populate(client: Client, profile: Profile, endpoints: dict[str, dict[str, Any]], issuer: str | None = None) -> None:
     """Make the catalogue match the profile (cygno_dm.onboard, creating the RSEs with the testbed's protocols),
-    then give the server the S3 keys it signs URLs with."""
+    give the accounts the OIDC identities of the testbed identity provider, then give the server the S3 keys it
+    signs URLs with."""
     onboard.apply(onboard.plan(client, profile, rse_settings=endpoints, buckets=False).changes)
+    if issuer:
+        add_token_identities(client, profile, issuer)
     if any(rse.kind == "s3" for rse in profile.rses.values()):
         ids = {name: client.get_rse(name)["id"] for name in profile.rses}
         path = Path(os.environ["RUCIO_HOME"]) / "etc" / "rse-accounts.cfg"
         write_private(path, json.dumps(rse_accounts(profile, ids), indent=1))
 
 
+def add_token_identities(client: Client, profile: Profile, issuer: str) -> None:
+    """`SUB=<name>, ISS=<issuer>` (OIDC) for every account the identity provider knows by name (people log in with
+    their account name, the DAQ's robot client is named after its account), so their tokens log in to Rucio."""
+    for acc in profile.accounts:
+        if acc.name == "root" or not acc.password:
+            continue
+        identity = f"SUB={acc.name}, ISS={issuer}"
+        if not any(i["type"] == "OIDC" and i["identity"] == identity for i in client.list_identities(acc.name)):
+            client.add_identity(account=acc.name, identity=identity, authtype="OIDC", email=acc.email or "")
+            log.info("%s: OIDC identity %s", acc.name, identity)
+
+
 def main() -> int:
-    """Entry point: `python -m testbed.populate PROFILE ENDPOINTS_JSON`."""
+    """Entry point: `python -m testbed.populate PROFILE ENDPOINTS_JSON [ISSUER]`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     profile = load_profile(sys.argv[1])
     endpoints = json.loads(open(sys.argv[2]).read())
-    populate(Client(), profile, endpoints)
+    populate(Client(), profile, endpoints, sys.argv[3] if len(sys.argv) > 3 else None)
     return 0
 
 

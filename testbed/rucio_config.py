@@ -14,6 +14,7 @@ from testbed.private import write_private
 
 Sections = dict[str, dict[str, str]]
 ISSUER_KEY = "testbed"  # the identity provider's entry in idpsecrets.json
+RUCIO_AUDIENCE = "rucio"  # the audience of tokens Rucio's server accepts for its own login
 
 
 def server_sections(profile: Profile, state: Path, database_url: str, rucio_url: str, fts_url: str) -> Sections:
@@ -45,7 +46,10 @@ def server_sections(profile: Profile, state: Path, database_url: str, rucio_url:
         },
         # Tokens for transfers and deletions on oidc_support RSEs: Rucio's request_token reads the client
         # credentials of `admin_issuer` from the idpsecrets file (0600, written by write_idp_secrets).
-        "oidc": {"idpsecrets": str(state / "etc" / "idpsecrets.json"), "admin_issuer": ISSUER_KEY},
+        # People and the DAQ log in to Rucio with the identity provider's tokens too (WLCG bearer token discovery,
+        # `auth_type = oidc`): audience `rucio`, scope `openid`, mapped to accounts by their OIDC identities.
+        "oidc": {"idpsecrets": str(state / "etc" / "idpsecrets.json"), "admin_issuer": ISSUER_KEY,
+                 "expected_audience": RUCIO_AUDIENCE, "expected_scope": "openid"},
         "upload": {}, "download": {},
         "credentials": {"signature_lifetime": "3600"},
         "api": {},
@@ -85,8 +89,9 @@ def write_cfg(path: Path, sections: Sections) -> None:
 
 def write_idp_secrets(path: Path, issuer: str, client_id: str, client_secret: str) -> None:
     """Rucio's idpsecrets.json: the identity provider's issuer and the client Rucio asks tokens with (0600)."""
-    write_private(path, json.dumps({ISSUER_KEY: {"issuer": issuer, "client_id": client_id,
-                                                 "client_secret": client_secret}}, indent=1))
+    client = {"issuer": issuer, "client_id": client_id, "client_secret": client_secret}
+    # "SCIM": the admin client Rucio's JWT validation also loads (same client here); without it no issuer loads.
+    write_private(path, json.dumps({ISSUER_KEY: {**client, "SCIM": dict(client)}}, indent=1))
 
 
 def write_alembic_ini(path: Path, database_url: str) -> None:

@@ -100,15 +100,18 @@ def idp_clients(profile: Profile, fts_host: str, secrets: dict[str, str]) -> dic
     audiences = [fts_host, *(host_port(r)[0] for r in profile.rses.values() if r.kind != "posix")]
     storage = [f"storage.{op}:/" for op in ("read", "create", "modify", "stage")]
     clients = [{"client_id": RUCIO_CLIENT, "scopes": ["fts", *storage], "audiences": audiences, "groups": ["/rucio"]}]
+    # DAQ accounts and people may also ask for tokens of audience `rucio` with scope `openid`: Rucio's own login.
     for acc in profile.accounts_with("daq"):
         scopes = [f"storage.{op}:/{scope}" for scope in profile.scopes.raw for op in ("read", "create")]
-        clients.append({"client_id": acc.name, "scopes": scopes, "audiences": audiences[1:],
+        clients.append({"client_id": acc.name, "scopes": ["openid", *scopes],
+                        "audiences": [*audiences[1:], rucio_config.RUCIO_AUDIENCE],
                         "groups": [f"/{profile.experiment.name}/daq"]})
     # People (oidc-agent, a physicist's notebook): the device flow and refresh tokens; each token carries only what
     # its person may have (idp_people).
     person_scopes = sorted({s for p in idp_people(profile) for s in p["scopes"]})
     clients.append({"client_id": PEOPLE_CLIENT, "scopes": ["openid", "offline_access", *person_scopes],
-                    "audiences": audiences[1:], "groups": [], "grant_types": [DEVICE_CODE_GRANT_TYPE, "refresh_token"]})
+                    "audiences": [*audiences[1:], rucio_config.RUCIO_AUDIENCE], "groups": [],
+                    "grant_types": [DEVICE_CODE_GRANT_TYPE, "refresh_token"]})
     for client in clients:
         client["client_secret"] = secrets.get(client["client_id"]) or token_urlsafe(24)
     return {"lifetime": 1200, "clients": clients, "people": idp_people(profile)}
@@ -323,7 +326,7 @@ class Testbed:
         for comp in comps[:server + 1]:
             self._start(comp)
         self._run([sys.executable, "-m", "testbed.populate", self.settings.profile,
-                   str(self.state / "etc" / "rses.json")], "populate")
+                   str(self.state / "etc" / "rses.json"), self.idp_url], "populate")
         for comp in comps[server + 1:]:
             self._start(comp)
 
