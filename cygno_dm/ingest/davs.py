@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,9 +32,19 @@ class GfalStorage:
         import gfal2
 
         self._gfal2 = gfal2
-        self._ctx = gfal2.creat_context()
+        self._local = threading.local()
         self.timeout = timeout
         self.tokens = tokens
+
+    @property
+    def _ctx(self):
+        """This thread's gfal2 context: the uploader's workers each have their own, so a credential replaced in
+        one (a renewed token) is never freed under another's running copy."""
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = self._local.ctx = self._gfal2.creat_context()
+            self._local.bearer = {}
+        return ctx
 
     def _authorize(self, url: str) -> None:
         """With a token source: a bearer token for the URL's host (its audience), fresh for this request."""
@@ -44,7 +55,10 @@ class GfalStorage:
             token = self.tokens.token(parts.hostname or "")
         except TokenError as err:
             raise StorageUnavailable(str(err)) from None
-        self._ctx.cred_set(f"{parts.scheme}://{parts.netloc}/", self._ctx.cred_new("BEARER", token))
+        ctx, prefix = self._ctx, f"{parts.scheme}://{parts.netloc}/"
+        if self._local.bearer.get(prefix) != token:  # only a new token replaces the credential
+            ctx.cred_set(prefix, ctx.cred_new("BEARER", token))
+            self._local.bearer[prefix] = token
 
     def _fail(self, url: str, err: Exception) -> Exception:
         code = getattr(err, "code", None)

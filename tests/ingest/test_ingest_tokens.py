@@ -60,7 +60,7 @@ def test_the_daq_lands_runs_with_a_refresh_token_and_no_certificate_nor_key(test
     token = refresh_token_file(tb, person, f"storage.read:/{scope} storage.create:/{scope}",
                                tmp_path / "dm" / "token.json")
     first = random.Random().randrange(10**6, 10**8)
-    files = [run_file(tmp_path / "daq", run, size=50_000, tag="LNF") for run in (first, first + 1)]
+    files = [run_file(tmp_path / "daq", run, size=50_000, tag="LNF") for run in range(first, first + 6)]
 
     # A refresh-token file others may read is refused before anything is written.
     token.chmod(0o644)
