@@ -80,7 +80,7 @@ def measure(tb: Testbed, work: Path, label: str, first: int, count: int, frames:
         for run in range(first + 1, first + 1 + count):
             ingest(tb, work, [(run, "physics", frames)], frames)
             name = f"{TAG}/run{run:06d}.mid.gz"
-            created = client.get_did(scope, name)["created_at"]
+            created = client.get_metadata(scope, name)["created_at"]  # the DID columns
             registered = (created if isinstance(created, datetime) else datetime.strptime(
                 created, "%a, %d %b %Y %H:%M:%S %Z")).replace(tzinfo=UTC).timestamp()
             out_name = register.reco_name(version, TAG, f"{run:06d}")
