@@ -108,13 +108,14 @@ def idp_clients(profile: Profile, fts_host: str, secrets: dict[str, str]) -> dic
                         "groups": [f"/{profile.experiment.name}/daq"]})
     # People (oidc-agent, a physicist's notebook): the device flow and refresh tokens; each token carries only what
     # its person may have (idp_people).
-    person_scopes = sorted({s for p in idp_people(profile) for s in p["scopes"]})
+    people = idp_people(profile)  # password hashes are slow on purpose: made once
+    person_scopes = sorted({s for p in people for s in p["scopes"]})
     clients.append({"client_id": PEOPLE_CLIENT, "scopes": ["openid", "offline_access", *person_scopes],
                     "audiences": [*audiences[1:], rucio_config.RUCIO_AUDIENCE], "groups": [],
                     "grant_types": [DEVICE_CODE_GRANT_TYPE, "refresh_token"]})
     for client in clients:
         client["client_secret"] = secrets.get(client["client_id"]) or token_urlsafe(24)
-    return {"lifetime": 1200, "clients": clients, "people": idp_people(profile)}
+    return {"lifetime": 1200, "clients": clients, "people": people}
 
 
 def idp_people(profile: Profile) -> list[dict[str, Any]]:

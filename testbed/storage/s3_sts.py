@@ -8,10 +8,8 @@ min(DurationSeconds, the token's expiry). Secrets and tokens are never logged.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import io
-import json
 import logging
 import secrets
 import threading
@@ -23,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 from xml.sax.saxutils import escape
 
+from cygno_dm.tokens import expiry
 from testbed.auth import AuthError, TokenIdentity
 from testbed.tokens import has_storage_scope
 
@@ -143,17 +142,11 @@ def assume_role_with_web_identity(
     if not any(s.partition(":")[0] in {f"storage.{op}" for op in STORAGE_OPS} for s in identity.scopes):
         raise StsError("403 Forbidden", "AccessDenied",
                        "WebIdentityToken: no storage.read/create/modify scope, nothing to grant")
-    expires = min(store.clock() + duration, token_expiry(token))
+    expires = min(store.clock() + duration, expiry(token))  # a token the verifier accepted
     creds = store.mint(identity, expires)
     log.info("STS: %s for sub=%s scopes=%s until %s", creds.access_key, identity.subject,
              " ".join(sorted(s for s in identity.scopes if s.startswith("storage."))), iso(expires))
     return creds, identity
-
-
-def token_expiry(token: str) -> float:
-    """The `exp` claim of a token that the verifier has already accepted."""
-    payload = token.split(".")[1]
-    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
 
 
 def iso(epoch: float) -> str:

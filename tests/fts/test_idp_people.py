@@ -21,11 +21,11 @@ import requests
 from werkzeug.security import generate_password_hash
 
 from testbed.tokens import WlcgTokenVerifier
+from tests.token_helpers import DEVICE, device_flow
 
 from .conftest import TAPE_HOST, FtsTls, _stop, wait_for
 from .test_fts_tokens import Idp
 
-DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 READ, WRITE = "storage.read:/cygno-data", "storage.create:/cygno-data"
 CLI = {"client_id": "cli", "client_secret": "cli-secret", "scopes": ["openid", "offline_access", READ, WRITE],
        "audiences": [TAPE_HOST], "grant_types": [DEVICE, "refresh_token"], "lifetime": 3}
@@ -190,13 +190,8 @@ def test_oidc_agent_gets_and_refreshes_tokens_unchanged(idp: Idp, tmp_path: Path
 
 def refresh_token_of_alice(idp: Idp) -> str:
     """A refresh token of alice's device-flow grant (what oidc-agent or a notebook keeps)."""
-    device = Device(idp)
-    codes = device.start(f"openid offline_access {READ}")
-    assert approve(idp, codes["user_code"]).ok
-    time.sleep(1.1)
-    got = device.poll(codes["device_code"])
-    assert got.status_code == 200, got.text
-    return got.json()["refresh_token"]
+    return device_flow(idp.url, idp.tls.ca, ("cli", "cli-secret"), "alice", "alice-pw",
+                       f"openid offline_access {READ}")["refresh_token"]
 
 
 def test_a_refresh_token_file_gives_fresh_tokens_and_follows_rotation(idp: Idp, tmp_path: Path) -> None:

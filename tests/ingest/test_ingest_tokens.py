@@ -10,37 +10,24 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from testbed.private import write_private
 from testbed.stack import PEOPLE_CLIENT, Testbed
 from tests.ingest.conftest import DAQ
 from tests.ingest.helpers import run_file
+from tests.token_helpers import token_file
 
 pytestmark = pytest.mark.rucio
 CYGNO_DM = str(Path(sys.executable).with_name("cygno-dm"))
-DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 def refresh_token_file(tb: Testbed, person: str, scope: str, path: Path) -> Path:
-    """`person`'s device-flow grant at the testbed identity provider, kept as a 0600 refresh-token file."""
-    ca = str(tb.ca_dir / "ca.pem")
+    """`person`'s device-flow grant at the testbed identity provider, kept as a 0600 token file."""
     client = next(c for c in json.loads(tb.idp_clients.read_text())["clients"] if c["client_id"] == PEOPLE_CLIENT)
-    auth = (client["client_id"], client["client_secret"])
-    codes = requests.post(tb.idp_url + "/devicecode", auth=auth, verify=ca, timeout=10,
-                          data={"scope": f"offline_access {scope}"}).json()
-    assert requests.post(tb.idp_url + "/device", verify=ca, timeout=10, data={
-        "user_code": codes["user_code"], "username": person, "password": tb.profile.account(person).password}).ok
-    time.sleep(1.1)
-    got = requests.post(tb.idp_url + "/token", auth=auth, verify=ca, timeout=10,
-                        data={"grant_type": DEVICE, "device_code": codes["device_code"]})
-    assert got.status_code == 200, got.text
-    return write_private(path, json.dumps({"issuer": tb.idp_url, "client_id": auth[0], "client_secret": auth[1],
-                                           "refresh_token": got.json()["refresh_token"], "ca": ca}))
+    return token_file(tb.idp_url, str(tb.ca_dir / "ca.pem"), (client["client_id"], client["client_secret"]), person,
+                      tb.profile.account(person).password, f"offline_access {scope}", path)
 
 
 def ingest(tb: Testbed, daq: Path, journal: Path, rse: str, token: str) -> subprocess.CompletedProcess:

@@ -28,6 +28,7 @@ from testbed.private import write_private
 from testbed.storage import webdav_ready
 from testbed.storage.tls import ensure_client_cert, ensure_host_cert
 from testbed.storage.xrd_tokens import CACHE_FILE, KEY_CACHE_LIFETIME, TokenConfig, fetch_jwks, seed_key_cache
+from tests.token_helpers import token_file
 
 HOST, IDP_HOST = "127.0.0.55", "127.0.0.56"
 PREFIX = "/cygno"
@@ -261,19 +262,9 @@ def test_gfal2_copies_with_bearer_tokens(site: Site, tmp_path: Path, monkeypatch
 
 
 def refresh_token_file(site: Site, path: Path) -> Path:
-    """dana's device-flow grant, kept as the uploader's 0600 refresh-token file."""
-    ca, auth = str(site.tls / "ca" / "ca.pem"), ("people", "people-secret")
-    codes = requests.post(site.idp.url + "/devicecode", auth=auth, verify=ca, timeout=10,
-                          data={"scope": "offline_access storage.read:/cygno-data storage.create:/cygno-data"}).json()
-    assert requests.post(site.idp.url + "/device", verify=ca, timeout=10, data={
-        "user_code": codes["user_code"], "username": "dana", "password": "dana-pw"}).ok
-    time.sleep(1.1)
-    got = requests.post(site.idp.url + "/token", auth=auth, verify=ca, timeout=10, data={
-        "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": codes["device_code"]})
-    assert got.status_code == 200, got.text
-    write_private(path, json.dumps({"issuer": site.idp.url, "client_id": "people", "client_secret": "people-secret",
-                                    "refresh_token": got.json()["refresh_token"], "ca": ca}))
-    return path
+    """dana's device-flow grant, kept as the uploader's 0600 token file."""
+    return token_file(site.idp.url, str(site.tls / "ca" / "ca.pem"), ("people", "people-secret"), "dana", "dana-pw",
+                      "offline_access storage.read:/cygno-data storage.create:/cygno-data", path)
 
 
 def test_the_uploader_storage_renews_its_tokens_across_expiry(site: Site, tmp_path: Path,
