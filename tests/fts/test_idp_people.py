@@ -153,8 +153,11 @@ def test_oidc_agent_gets_and_refreshes_tokens_unchanged(idp: Idp, tmp_path: Path
     password = tmp_path / "encryption-password"
     password.write_text("correct horse battery staple\n")
     password.chmod(0o600)
-    gen = subprocess.Popen(["oidc-gen", "alice", f"--iss={idp.url}", "--client-id=cli", "--client-secret=cli-secret",
-                            f"--scope=openid offline_access {READ}", "--flow=device", f"--cp={idp.tls.ca}",
+    client = tmp_path / "client.json"  # the client's secret in a 0600 file, not on the command line
+    client.write_text(json.dumps({"client_id": "cli", "client_secret": "cli-secret", "issuer_url": idp.url,
+                                  "scope": f"openid offline_access {READ}"}))
+    client.chmod(0o600)
+    gen = subprocess.Popen(["oidc-gen", "alice", "-f", str(client), "--flow=device", f"--cp={idp.tls.ca}",
                             f"--pw-file={password}", "--confirm-default", "--prompt=none", "--no-url-call"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
