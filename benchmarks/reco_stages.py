@@ -79,7 +79,8 @@ def stage_times(rec: FrameReconstructor, raw: np.ndarray, repeats: int) -> dict[
 
     t["DBSCAN (seed + tail)"], (labels, nlab) = _best(cluster, repeats)
     t["gather pixels"], (offsets, px, py, pv, ncells) = _best(
-        lambda: gather_pixels(raw, calib.mean, calib.threshold, cfg.cimax, ys, xs, labels, nlab, cfg.rebin), repeats
+        lambda: gather_pixels(raw, calib.mean, calib.threshold, cfg.cimax, ys, xs, labels, nlab, cfg.rebin),
+        repeats,
     )
     t["features"], feats = _best(lambda: cluster_features(offsets, px, py, pv, ncells, cfg.rebin), repeats)
     t["light footprint"], (fy, fx, fc) = _best(
@@ -92,11 +93,20 @@ def stage_times(rec: FrameReconstructor, raw: np.ndarray, repeats: int) -> dict[
         repeats,
     )
     t["light sums"], feats[:, F_LIGHT] = _best(
-        lambda: light_sums(raw, calib.mean, calib.usable, cfg.cimax, off, fy, fx, fc, nlab, cfg.rebin), repeats
+        lambda: light_sums(raw, calib.mean, calib.usable, cfg.cimax, off, fy, fx, fc, nlab, cfg.rebin),
+        repeats,
     )
     t["spot light"], _ = _best(
         lambda: spot_light(
-            raw, calib.mean, calib.variance, calib.usable, cfg.cimax, off, feats, cfg.spot_half, cfg.spot_kappa
+            raw,
+            calib.mean,
+            calib.variance,
+            calib.usable,
+            cfg.cimax,
+            off,
+            feats,
+            cfg.spot_half,
+            cfg.spot_kappa,
         ),
         repeats,
     )

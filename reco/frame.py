@@ -159,8 +159,8 @@ class FrameReconstructor:
         if (hits == 0).any():  # macro-pixels lit only by the median's neighbour pixels
             labels, nlab = keep_clusters(labels, hits > 0)
             offsets, px, py, pv, ncells = gather_pixels(
-            raw, calib.mean, calib.threshold, cfg.cimax, ys, xs, labels, nlab, cfg.rebin
-        )
+                raw, calib.mean, calib.threshold, cfg.cimax, ys, xs, labels, nlab, cfg.rebin
+            )
         feats = cluster_features(offsets, px, py, pv, ncells, cfg.rebin)
         fy, fx, fc = light_footprint(ys, xs, labels, mh, mw, cfg.light_ring)
         off = row_offsets(
