@@ -7,6 +7,8 @@ import logging
 import numba as nb
 import numpy as np
 
+from reco.preprocess import zs_value
+
 log = logging.getLogger(__name__)
 
 FEATURES: tuple[str, ...] = (
@@ -56,9 +58,17 @@ SPOT_MIN_VAR = 0.25  # px^2: smallest spot variance along an axis
 
 @nb.njit(cache=True, nogil=True)
 def gather_pixels(
-    zs: np.ndarray, ys: np.ndarray, xs: np.ndarray, labels: np.ndarray, nclu: int, rebin: int
+    raw: np.ndarray,
+    mean: np.ndarray,
+    thr: np.ndarray,
+    cimax: int,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    labels: np.ndarray,
+    nclu: int,
+    rebin: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Non-zero full-resolution pixels of each cluster's macro-pixels, grouped by cluster."""
+    """Zero-suppressed (non-zero) full-resolution pixels of each cluster's macro-pixels, by cluster."""
     counts = np.zeros(nclu, np.int64)
     ncells = np.zeros(nclu, np.int64)
     for k in range(ys.shape[0]):
@@ -68,7 +78,7 @@ def gather_pixels(
         ncells[lab] += 1
         for i in range(ys[k] * rebin, (ys[k] + 1) * rebin):
             for j in range(xs[k] * rebin, (xs[k] + 1) * rebin):
-                if zs[i, j] > 0:
+                if zs_value(raw[i, j], mean[i, j], thr[i, j], cimax) > 0:
                     counts[lab] += 1
     offsets = np.zeros(nclu + 1, np.int64)
     for c in range(nclu):
@@ -84,7 +94,7 @@ def gather_pixels(
             continue
         for i in range(ys[k] * rebin, (ys[k] + 1) * rebin):
             for j in range(xs[k] * rebin, (xs[k] + 1) * rebin):
-                v = zs[i, j]
+                v = zs_value(raw[i, j], mean[i, j], thr[i, j], cimax)
                 if v > 0:
                     f = fill[lab]
                     px[f] = j
@@ -297,6 +307,38 @@ def _inverse_cov(a: float, b: float, c: float) -> tuple[float, float, float, flo
 
 
 @nb.njit(cache=True, nogil=True)
+def _gauss_window(ia: float, ib: float, ic: float, oy: float, ox: float, out: np.ndarray) -> None:
+    """out[r, k] = exp(-q / 2), q = ia dx^2 + 2 ib dx dy + ic dy^2 with dx = k - ox, dy = r - oy.
+
+    Three exp per row instead of one per pixel: along a row q is quadratic in dx, so from the row's
+    largest value (its pixel nearest the minimum of q) each step outward multiplies by a ratio that
+    itself shrinks by exp(-ia) per step. Every factor is <= 1, so nothing overflows; values only
+    underflow where they are negligible, and the products agree with exp to ~1e-14 (relative).
+    """
+    ny, nx = out.shape
+    shrink = np.exp(-ia)
+    for r in range(ny):
+        dy = r - oy
+        k0 = min(max(int(np.floor(ox - ib * dy / ia + 0.5)), 0), nx - 1)
+        dx = k0 - ox
+        e0 = np.exp(-0.5 * (ia * dx * dx + 2.0 * ib * dx * dy + ic * dy * dy))
+        row = out[r]
+        row[k0] = e0
+        e = e0
+        ratio = np.exp(-0.5 * (ia * (2.0 * dx + 1.0) + 2.0 * ib * dy))  # from k to k + 1, for k = k0
+        for k in range(k0 + 1, nx):
+            e *= ratio
+            ratio *= shrink
+            row[k] = e
+        e = e0
+        ratio = np.exp(-0.5 * (ia * (1.0 - 2.0 * dx) - 2.0 * ib * dy))  # from k to k - 1, for k = k0
+        for k in range(k0 - 1, -1, -1):
+            e *= ratio
+            ratio *= shrink
+            row[k] = e
+
+
+@nb.njit(cache=True, nogil=True)
 def spot_light(
     raw: np.ndarray,
     mean: np.ndarray,
@@ -317,6 +359,7 @@ def spot_light(
     w d + (1 - w) A g per pixel, where d = raw - mean - row offset, g the unit spot model, and
     w = kappa A g / (kappa A g + sigma^2) the Wiener weight: bright pixels count as measured, faint ones
     (noise-dominated) as the model predicts, unusable or saturated pixels fully from the model.
+    The window's d (0 where unusable) and Gaussians live in buffers allocated once per call.
     """
     height, width = raw.shape
     nclu = feats.shape[0]
@@ -325,6 +368,11 @@ def spot_light(
         return out
     hi = max((half / 3.0) ** 2, SPOT_MIN_VAR)
     two_pi = 2.0 * np.pi
+    side = 2 * half + 1
+    dbuf = np.empty((side, side))
+    gbuf = np.empty((side, side))
+    wbuf = np.empty((side, side))
+    okbuf = np.empty((side, side), np.bool_)
     for c in range(nclu):
         if feats[c, F_NHITS] == 0:
             continue
@@ -339,6 +387,20 @@ def spot_light(
         i1 = min(int(np.floor(cy + 0.5)) + half + 1, height)
         j0 = max(int(np.floor(cx + 0.5)) - half, 0)
         j1 = min(int(np.floor(cx + 0.5)) + half + 1, width)
+        ny = i1 - i0
+        nx = j1 - j0
+        oy = cy - i0
+        ox = cx - j0
+        d = dbuf[:ny, :nx]
+        ok = okbuf[:ny, :nx]
+        g = gbuf[:ny, :nx]
+        for r in range(ny):
+            i = i0 + r
+            for k in range(nx):
+                j = j0 + k
+                good = usable[i, j] and raw[i, j] < cimax
+                ok[r, k] = good
+                d[r, k] = np.float64(np.float32(raw[i, j]) - mean[i, j]) - off[i] if good else 0.0
         ls = feats[c, F_LSIGMA] ** 2
         ts = feats[c, F_TSIGMA] ** 2
         ct = np.cos(feats[c, F_THETA])
@@ -348,21 +410,20 @@ def spot_light(
         )
         for _ in range(SPOT_ITERATIONS):
             ia, ib, ic, _ = _inverse_cov(a, b, cc)
+            _gauss_window(ia, ib, ic, oy, ox, g)
             s = 0.0
             sxx = 0.0
             sxy = 0.0
             syy = 0.0
-            for i in range(i0, i1):
-                dy = i - cy
-                for j in range(j0, j1):
-                    if usable[i, j] and raw[i, j] < cimax:
-                        dx = j - cx
-                        d = np.float64(np.float32(raw[i, j]) - mean[i, j]) - off[i]
-                        gd = np.exp(-0.5 * (ia * dx * dx + 2.0 * ib * dx * dy + ic * dy * dy)) * d
-                        s += gd
-                        sxx += gd * dx * dx
-                        sxy += gd * dx * dy
-                        syy += gd * dy * dy
+            for r in range(ny):
+                dy = r - oy
+                for k in range(nx):
+                    dx = k - ox
+                    gd = g[r, k] * d[r, k]
+                    s += gd
+                    sxx += gd * dx * dx
+                    sxy += gd * dx * dy
+                    syy += gd * dy * dy
             if s <= 0.0:
                 break
             ma = sxx / s
@@ -381,32 +442,29 @@ def spot_light(
                 a, b, cc = _clip_cov(2.0 * ma, 2.0 * mb, 2.0 * mc, SPOT_MIN_VAR, hi)
         ia, ib, ic, det = _inverse_cov(a, b, cc)
         norm = 1.0 / (two_pi * np.sqrt(det))
+        _gauss_window(ia, ib, ic, oy, ox, g)
+        w = wbuf[:ny, :nx]
+        _gauss_window(ia / SPOT_WIDEN, ib / SPOT_WIDEN, ic / SPOT_WIDEN, oy, ox, w)
         swd = 0.0
         swg = 0.0
-        for i in range(i0, i1):
-            dy = i - cy
-            for j in range(j0, j1):
-                if usable[i, j] and raw[i, j] < cimax:
-                    dx = j - cx
-                    q = ia * dx * dx + 2.0 * ib * dx * dy + ic * dy * dy
-                    w = np.exp(-0.5 * q / SPOT_WIDEN)
-                    swd += w * (np.float64(np.float32(raw[i, j]) - mean[i, j]) - off[i])
-                    swg += w * np.exp(-0.5 * q) * norm
+        for r in range(ny):
+            for k in range(nx):
+                if ok[r, k]:
+                    swd += w[r, k] * d[r, k]
+                    swg += w[r, k] * g[r, k] * norm
         if swg <= 0.0:
             continue
         amp = swd / swg
         total = 0.0
-        for i in range(i0, i1):
-            dy = i - cy
-            for j in range(j0, j1):
-                dx = j - cx
-                model = amp * np.exp(-0.5 * (ia * dx * dx + 2.0 * ib * dx * dy + ic * dy * dy)) * norm
-                if usable[i, j] and raw[i, j] < cimax:
-                    d = np.float64(np.float32(raw[i, j]) - mean[i, j]) - off[i]
+        for r in range(ny):
+            vr = var[i0 + r]
+            for k in range(nx):
+                model = amp * g[r, k] * norm
+                if ok[r, k]:
                     sig = kappa * max(model, 0.0)
-                    den = sig + var[i, j]
-                    w = sig / den if den > 0.0 else 1.0
-                    total += w * d + (1.0 - w) * model
+                    den = sig + vr[j0 + k]
+                    wt = sig / den if den > 0.0 else 1.0
+                    total += wt * d[r, k] + (1.0 - wt) * model
                 else:
                     total += model
         out[c] = total

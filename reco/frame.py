@@ -24,7 +24,7 @@ from reco.features import (
     spot_light,
 )
 from reco.pedestal import Pedestal
-from reco.preprocess import active_points, median_rebin, zero_suppress
+from reco.preprocess import active_points, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class FrameReconstructor:
         self.calib = calib
         self.cfg = cfg
         h, w = calib.shape
-        self.zs = np.empty((h, w), np.float32)
+        self.rows = np.empty((cfg.rebin + 1, w), np.float32)  # zero-suppressed rows in flight
         self.macro = np.empty((h // cfg.rebin, w // cfg.rebin), np.float32)
         self.row_sum = np.empty(h, np.float64)
         self.row_n = np.empty(h, np.int64)
@@ -115,14 +115,22 @@ class FrameReconstructor:
         if raw.shape != self.calib.shape:
             raise RecoInputError(f"frame {event} has shape {raw.shape}, pedestal has {self.calib.shape}")
         calib = self.calib
-        total = zero_suppress(
-            raw, calib.mean, calib.threshold, cfg.cimax, self.zs, self.clip_ratio, self.row_sum, self.row_n
+        total = preprocess(
+            raw,
+            calib.mean,
+            calib.threshold,
+            cfg.cimax,
+            cfg.rebin,
+            self.macro,
+            self.clip_ratio,
+            self.row_sum,
+            self.row_n,
+            self.rows,
         )
         mean_signal = (float(total) - self.calib.mean_sum) / raw.size
         if cfg.spark_veto and mean_signal > cfg.spark_threshold:
             log.info("frame %d vetoed as spark (mean signal %.1f ADC)", event, mean_signal)
             return empty_result(True, mean_signal)
-        median_rebin(self.zs, cfg.rebin, self.macro)
         ys, xs, ws = active_points(self.macro, cfg.macro_threshold, cfg.min_neighbors_average)
         mh, mw = self.macro.shape
         labels, core, nlab = grid_dbscan(ys, xs, ws, mh, mw, cfg.eps, float(cfg.min_samples))
@@ -144,11 +152,15 @@ class FrameReconstructor:
                 np.uint64(frame_seed(cfg.seed, event)),
             )
         labels, nlab = drop_small(labels, nlab, cfg.cluster_cut_min)
-        offsets, px, py, pv, ncells = gather_pixels(self.zs, ys, xs, labels, nlab, cfg.rebin)
+        offsets, px, py, pv, ncells = gather_pixels(
+            raw, calib.mean, calib.threshold, cfg.cimax, ys, xs, labels, nlab, cfg.rebin
+        )
         hits = np.diff(offsets)
         if (hits == 0).any():  # macro-pixels lit only by the median's neighbour pixels
             labels, nlab = keep_clusters(labels, hits > 0)
-            offsets, px, py, pv, ncells = gather_pixels(self.zs, ys, xs, labels, nlab, cfg.rebin)
+            offsets, px, py, pv, ncells = gather_pixels(
+                raw, calib.mean, calib.threshold, cfg.cimax, ys, xs, labels, nlab, cfg.rebin
+            )
         feats = cluster_features(offsets, px, py, pv, ncells, cfg.rebin)
         fy, fx, fc = light_footprint(ys, xs, labels, mh, mw, cfg.light_ring)
         off = row_offsets(

@@ -1,4 +1,4 @@
-"""Numba kernels: pedestal subtraction, zero suppression, 2x2 median, rebin, noise reductor."""
+"""Numba kernels: pedestal subtraction, zero suppression, 2x2 median and rebin (one pass), noise reductor."""
 
 from __future__ import annotations
 
@@ -29,52 +29,69 @@ def _row_clipped_sum(
     return s, n
 
 
-@nb.njit(cache=True, nogil=True)
-def zero_suppress(
-    raw: np.ndarray,
-    mean: np.ndarray,
-    thr: np.ndarray,
-    cimax: int,
-    zs: np.ndarray,
-    clip_ratio: float,
-    row_sum: np.ndarray,
-    row_n: np.ndarray,
-) -> int:
-    """Fill `zs` with raw-mean where raw < cimax and raw-mean > thr, else 0; return the sum of raw.
+@nb.njit(cache=True, nogil=True, inline="always")
+def zs_value(r: int, m: np.float32, t: np.float32, cimax: int) -> np.float32:
+    """Zero-suppressed value of one pixel: raw - mean where raw < cimax and raw - mean > thr, else 0."""
+    v = np.float32(r) - m
+    return v if (r < cimax) & (v > t) else np.float32(0.0)
 
-    Also fills, per row, the sum and number of the values v = raw-mean with |v| <= clip_ratio * thr
-    (the noise-dominated pixels from which the row's common offset is estimated).
-    """
-    height, width = raw.shape
+
+@nb.njit(cache=True, nogil=True)
+def _zs_row(rr: np.ndarray, mm: np.ndarray, tt: np.ndarray, cimax: int, out: np.ndarray) -> int:
+    """Zero-suppressed values of one row into `out`; returns the sum of its raw values."""
     total = 0
-    zero = np.float32(0.0)
-    ratio = np.float32(clip_ratio)
-    for i in range(height):
-        rr = raw[i]
-        mm = mean[i]
-        tt = thr[i]
-        zz = zs[i]
-        for j in range(width):
-            r = rr[j]
-            total += r
-            v = np.float32(r) - mm[j]
-            zz[j] = v if (r < cimax) & (v > tt[j]) else zero
-        row_sum[i], row_n[i] = _row_clipped_sum(rr, mm, tt, ratio)
+    for j in range(rr.shape[0]):
+        r = rr[j]
+        total += r
+        out[j] = zs_value(r, mm[j], tt[j], cimax)
     return total
 
 
 @nb.njit(cache=True, nogil=True)
-def median_rebin(zs: np.ndarray, rebin: int, macro: np.ndarray) -> None:
-    """Fill `macro` with the rebin x rebin block means of the 2x2 median of `zs` (edges replicated)."""
-    height, width = zs.shape
+def preprocess(
+    raw: np.ndarray,
+    mean: np.ndarray,
+    thr: np.ndarray,
+    cimax: int,
+    rebin: int,
+    macro: np.ndarray,
+    clip_ratio: float,
+    row_sum: np.ndarray,
+    row_n: np.ndarray,
+    rows: np.ndarray,
+) -> int:
+    """Zero suppression, 2x2 median and rebin in one pass over the frame; returns the sum of raw.
+
+    The zero-suppressed values (raw - mean where raw < cimax and raw - mean > thr, else 0) live only in
+    `rows` (rebin + 1 rows: a macro row's rows and the next one, which the 2x2 median needs), so the
+    frame is read once and no full-size image is written. `macro` gets the rebin x rebin block means of
+    the 2x2 median (edges replicated). Per row, also the sum and number of the values
+    v = raw - mean with |v| <= clip_ratio * thr (the noise-dominated pixels for the row offsets).
+    """
+    height, width = raw.shape
     mh, mw = macro.shape
+    ratio = np.float32(clip_ratio)
     half = np.float32(0.5)
+    total = 0
     col = np.zeros(width, np.float64)  # float64 sums of float32 medians are exact: order-independent
     for bi in range(mh):
+        first = bi * rebin
+        if bi == 0:
+            total += _zs_row(raw[0], mean[0], thr[0], cimax, rows[0])
+            row_sum[0], row_n[0] = _row_clipped_sum(raw[0], mean[0], thr[0], ratio)
+        else:
+            rows[0, :] = rows[rebin]  # the previous block's look-ahead row
+        for k in range(1, rebin + 1):
+            i = first + k
+            if i < height:
+                total += _zs_row(raw[i], mean[i], thr[i], cimax, rows[k])
+                row_sum[i], row_n[i] = _row_clipped_sum(raw[i], mean[i], thr[i], ratio)
+            else:  # bottom edge: the row below the last one is the last one itself
+                rows[k, :] = rows[k - 1]
         col[:] = 0.0
-        for i in range(bi * rebin, (bi + 1) * rebin):
-            r0 = zs[i]
-            r1 = zs[min(i + 1, height - 1)]
+        for k in range(rebin):
+            r0 = rows[k]
+            r1 = rows[k + 1]
             for j in range(width - 1):
                 a = r0[j]
                 b = r0[j + 1]
@@ -94,6 +111,7 @@ def median_rebin(zs: np.ndarray, rebin: int, macro: np.ndarray) -> None:
             for k in range(bj * rebin, (bj + 1) * rebin):
                 s += col[k]
             macro[bi, bj] = np.float32(s / (rebin * rebin))
+    return total
 
 
 @nb.njit(cache=True, nogil=True)

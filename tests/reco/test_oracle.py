@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from reco.config import RecoConfig
 from reco.dbscan import grid_dbscan, seeded_clusters
-from reco.features import NF
+from reco.features import NF, gather_pixels
 from reco.frame import Calibration, FrameReconstructor
 from reco.pedestal import Pedestal
 from reco.simulate import SimConfig, generate_events, make_camera
@@ -132,8 +132,16 @@ def test_preprocessing_equals_numpy(seed: int, rebin: int, bh: int, bw: int, den
     rec = FrameReconstructor(calib, cfg)
     rec(raw)
     zs, macro, _ = oracle.preprocess(raw, calib.mean, calib.threshold, cfg)
-    np.testing.assert_array_equal(rec.zs, zs)
     np.testing.assert_array_equal(rec.macro, macro)
+    # every macro-pixel as one cluster: the zero-suppressed pixels of the whole frame
+    ys, xs = (a.ravel().astype(np.int32) for a in np.mgrid[:bh, :bw])
+    off, px, py, pv, _ = gather_pixels(
+        raw, calib.mean, calib.threshold, cfg.cimax, ys, xs, np.zeros(bh * bw, np.int32), 1, rebin
+    )
+    got = np.zeros(shape, np.float32)
+    got[py, px] = pv
+    np.testing.assert_array_equal(got, zs)
+    assert off[1] == np.count_nonzero(zs)
 
 
 @settings(max_examples=30, deadline=None)

@@ -20,6 +20,7 @@ from reco.features import (
     F_YMEAN,
     F_YMIN,
     NF,
+    _gauss_window,
     spot_light,
 )
 from reco.frame import Calibration, FrameReconstructor
@@ -170,3 +171,22 @@ def test_chain_fills_sc_spotlight_for_a_tiny_spot() -> None:
     assert res.n_clusters == 2 and np.isfinite(spot).all()
     by_x = res.features[:, F_XMEAN].argsort()
     np.testing.assert_allclose(spot[by_x], [1500, 300], rtol=0.05)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_gaussian_window_recurrence_equals_exp(seed: int) -> None:
+    """The row recurrence of spot_light gives exp(-q/2) over the window, also for a centre outside it."""
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        lam = rng.uniform(0.25, 64.0, 2)
+        phi = rng.uniform(-np.pi, np.pi)
+        rot = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
+        ia, ib, ic = np.linalg.inv(rot @ np.diag(lam) @ rot.T)[[0, 0, 1], [0, 1, 1]]
+        ny, nx = rng.integers(1, 50, 2)
+        oy, ox = rng.uniform(-10, ny + 10), rng.uniform(-10, nx + 10)
+        got = np.empty((ny, nx))
+        _gauss_window(ia, ib, ic, oy, ox, got)
+        dy, dx = np.mgrid[:ny, :nx]
+        dy, dx = dy - oy, dx - ox
+        want = np.exp(-0.5 * (ia * dx * dx + 2 * ib * dx * dy + ic * dy * dy))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-300)
