@@ -67,15 +67,25 @@ def _byte_range(spec: str, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-def _file_chunks(path: Path, first: int, length: int) -> Iterator[bytes]:
-    with open(path, "rb", buffering=0) as f:
-        f.seek(first)
-        while length > 0:
-            data = f.read(min(CHUNK, length))
-            if not data:
-                return
-            length -= len(data)
-            yield data
+def _file_chunks(segments: list[tuple[Path, int]], first: int, length: int) -> Iterator[bytes]:
+    """`length` bytes from offset `first` of the concatenated segments, in chunks of up to 1 MiB."""
+    for path, size in segments:
+        if first >= size:
+            first -= size
+            continue
+        with open(path, "rb", buffering=0) as f:
+            f.seek(first)
+            todo = min(length, size - first)
+            length -= todo
+            while todo > 0:
+                data = f.read(min(CHUNK, todo))
+                if not data:
+                    raise OSError(f"{path}: shorter than recorded")
+                todo -= len(data)
+                yield data
+        first = 0
+        if length <= 0:
+            return
 
 
 class S3Api:
@@ -171,17 +181,17 @@ class S3Api:
         declared = [a for a in ALGORITHMS if a in declared_checksums(env) or a == _trailer_algorithm(env)]
         checksum = ({"algorithm": declared[0], "value": received.checksums[declared[0]], "type": "FULL_OBJECT"}
                     if declared else {})
-        obj = Obj(key, received.size, received.md5.hex(), time.time(), "", _user_metadata(env),
+        obj = Obj(key, received.size, received.md5.hex(), time.time(), [], _user_metadata(env),
                   env.get("CONTENT_TYPE") or "binary/octet-stream", checksum)
         try:
-            self.store.commit(bucket, obj, path, env.get("HTTP_IF_NONE_MATCH", "").strip() == "*")
+            self.store.commit(bucket, obj, [(path, received.size)], env.get("HTTP_IF_NONE_MATCH", "").strip() == "*")
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         return "200 OK", [("ETag", f'"{obj.etag}"'), *_checksum_headers(checksum)[:1]], b""
 
     def get_object(self, env: dict[str, Any], method: str, bucket: str, key: str) -> tuple[str, Headers, Any]:
-        obj, path = self.store.get(bucket, key)
+        obj, segments = self.store.get(bucket, key)
         headers = [("ETag", f'"{obj.etag}"'), ("Last-Modified", formatdate(obj.modified, usegmt=True)),
                    ("Content-Type", obj.content_type), ("Accept-Ranges", "bytes"),
                    *((f"x-amz-meta-{k}", v) for k, v in obj.metadata.items())]
@@ -193,7 +203,7 @@ class S3Api:
         if span:
             headers.append(("Content-Range", f"bytes {first}-{last}/{obj.size}"))
         status = "206 Partial Content" if span else "200 OK"
-        return status, headers, [] if method == "HEAD" else _file_chunks(path, first, last - first + 1)
+        return status, headers, [] if method == "HEAD" else _file_chunks(segments, first, last - first + 1)
 
     def delete_objects(self, env: dict[str, Any], bucket: str) -> tuple[str, Headers, bytes]:
         self.store.objects(bucket)
@@ -247,11 +257,7 @@ class S3Api:
 
     def complete(self, env: dict[str, Any], up: Upload) -> tuple[str, Headers, bytes]:
         body = env["wsgi.input"].read(min(int(env.get("CONTENT_LENGTH") or 0), 4 << 20))
-        listed = [(int(n), _unxml(e.decode()))
-                  for n, e in re.findall(rb"<Part>.*?<PartNumber>\s*(\d+)\s*</PartNumber>.*?<ETag>(.*?)</ETag>",
-                                         body, re.S)]
-        listed = listed or [(int(n), _unxml(e.decode())) for e, n in re.findall(
-            rb"<Part>.*?<ETag>(.*?)</ETag>.*?<PartNumber>\s*(\d+)\s*</PartNumber>", body, re.S)]
+        listed = _listed_parts(body)
         obj = self.store.complete(up, listed, declared_checksums(env), env.get("HTTP_IF_NONE_MATCH", "").strip() == "*")
         inner = (f"<Location>/{escape(up.bucket)}/{escape(up.key)}</Location><Bucket>{escape(up.bucket)}</Bucket>"
                  f"<Key>{escape(up.key)}</Key><ETag>&quot;{obj.etag}&quot;</ETag>")
@@ -284,6 +290,23 @@ class S3Api:
 def _trailer_algorithm(env: dict[str, Any]) -> str | None:
     trailer = env.get("HTTP_X_AMZ_TRAILER", "").strip().lower()
     return trailer[len("x-amz-checksum-"):].upper() if trailer.startswith("x-amz-checksum-") else None
+
+
+def _listed_parts(body: bytes) -> list[tuple[int, str]]:
+    """(PartNumber, ETag) of each Part of a CompleteMultipartUpload document."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise bad_request("MalformedXML", "CompleteMultipartUpload: the body is not well-formed XML") from None
+    out = []
+    for part in (e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Part"):
+        fields = {c.tag.rsplit("}", 1)[-1]: (c.text or "").strip() for c in part}
+        if not fields.get("PartNumber", "").isdigit():
+            raise bad_request("MalformedXML", "CompleteMultipartUpload: a Part has no PartNumber")
+        out.append((int(fields["PartNumber"]), fields.get("ETag", "")))
+    return out
 
 
 def _unxml(text: str) -> str:

@@ -3,12 +3,15 @@
 Layout under the state directory:
 
 - ``objects/<bucket>/`` — one directory per bucket; ``<sha256(key)>.json`` describes an object (key, size, ETag,
-  metadata, checksum) and names its data file ``<sha256(key)>.<random>``; keys never become paths.
+  metadata, checksum) and names its data files ``<sha256(key)>.<random>.<i>``, read in turn: one for a PUT, the
+  part files themselves for a multipart upload (completing one moves files, it copies no bytes); keys never
+  become paths.
 - ``uploads/<id>/`` — a multipart upload in progress: ``upload.json`` and ``<n>`` / ``<n>.json`` per part.
 - ``incoming/`` — bodies being received; emptied at start, so a request cut off leaves nothing behind.
 
-An object appears by renaming its description into place (the commit point) after its data file is complete;
-the data file it replaced is removed afterwards, and data files no description names are removed at start.
+An object appears by renaming its description into place (the commit point) after its data files are in place;
+the files of the object it replaced are removed afterwards, and files no description names are removed at start.
+Data survive the site's process being killed at any point; there is no fsync (a testbed, not a power-safe store).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class Obj:
     size: int
     etag: str  # hex, "-N" for multipart
     modified: float
-    data: str  # data file name in the bucket directory
+    data: list[list]  # [file name in the bucket directory, size] of each segment, in order
     metadata: dict[str, str] = field(default_factory=dict)
     content_type: str = "binary/octet-stream"
     checksum: dict[str, str] = field(default_factory=dict)  # algorithm, value, type
@@ -110,7 +113,7 @@ class Store:
                 obj = self._load_object(bdir, json.loads(meta.read_text()))
                 if obj is not None:
                     objects[obj.key] = obj
-            named = {o.data for o in objects.values()} | {p.name for p in bdir.glob("*.json")}
+            named = {f for o in objects.values() for f, _ in o.data} | {p.name for p in bdir.glob("*.json")}
             for stray in bdir.iterdir():
                 if stray.name not in named:  # data of an object replaced or cut off while being committed
                     stray.unlink()
@@ -143,7 +146,8 @@ class Store:
         old = meta.get("checksum") or {}
         checksum = ({"algorithm": old["checksum_algorithm"], "value": old["checksum_value"],
                      "type": old.get("checksum_type") or "FULL_OBJECT"} if old.get("checksum_value") else {})
-        obj = Obj(meta["key"], data.stat().st_size, md5.hexdigest(), data.stat().st_mtime, data.name,
+        obj = Obj(meta["key"], data.stat().st_size, md5.hexdigest(), data.stat().st_mtime,
+                  [[data.name, data.stat().st_size]],
                   dict(meta.get("metadata") or {}), checksum=checksum)
         _write_json(bdir / f"{data.name}.json", asdict(obj))
         return obj
@@ -174,31 +178,34 @@ class Store:
         path = self.incoming / secrets.token_hex(12)
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), path
 
-    def get(self, bucket: str, key: str) -> tuple[Obj, Path]:
+    def get(self, bucket: str, key: str) -> tuple[Obj, list[tuple[Path, int]]]:
+        """The object and its (data file, size) segments."""
         obj = self.objects(bucket).get(key)
         if obj is None:
             raise S3Error("404 Not Found", "NoSuchKey", "The specified key does not exist.")
-        return obj, self.root / "objects" / bucket / obj.data
+        return obj, [(self.root / "objects" / bucket / name, size) for name, size in obj.data]
 
     def exists(self, bucket: str, key: str) -> bool:
         return key in self.buckets.get(bucket, {})
 
-    def commit(self, bucket: str, obj: Obj, data: Path, if_none_match: bool = False) -> None:
-        """Make `data` the object `obj` (atomically: its description is renamed into place last)."""
+    def commit(self, bucket: str, obj: Obj, files: list[tuple[Path, int]], if_none_match: bool = False) -> None:
+        """Make `files` (renamed, in order) the data of `obj`; its description is renamed into place last."""
         bdir = self.root / "objects" / bucket
         name = _name(obj.key)
-        obj.data = f"{name}.{secrets.token_hex(6)}"
+        tag = secrets.token_hex(6)
+        obj.data = [[f"{name}.{tag}.{i}", size] for i, (_, size) in enumerate(files)]
         with self.lock:
             objects = self.objects(bucket)
             if if_none_match and obj.key in objects:
                 raise S3Error("412 Precondition Failed", "PreconditionFailed",
                               "At least one of the pre-conditions you specified did not hold (If-None-Match)")
-            os.replace(data, bdir / obj.data)
+            for (src, _), (dst, _) in zip(files, obj.data, strict=True):
+                os.replace(src, bdir / dst)
             _write_json(bdir / f"{name}.json", asdict(obj))
             old = objects.get(obj.key)
             objects[obj.key] = obj
-        if old is not None:
-            (bdir / old.data).unlink(missing_ok=True)
+        for stale, _ in old.data if old is not None else []:
+            (bdir / stale).unlink(missing_ok=True)
 
     def delete(self, bucket: str, key: str) -> None:
         bdir = self.root / "objects" / bucket
@@ -207,7 +214,8 @@ class Store:
             if old is None:
                 return
             (bdir / f"{_name(key)}.json").unlink(missing_ok=True)
-        (bdir / old.data).unlink(missing_ok=True)
+        for stale, _ in old.data:
+            (bdir / stale).unlink(missing_ok=True)
 
     # ---- multipart uploads ------------------------------------------------------------------------------------
     def create_upload(self, up: Upload) -> None:
@@ -240,8 +248,8 @@ class Store:
 
     def complete(self, up: Upload, listed: list[tuple[int, str]], declared: dict[str, str],
                  if_none_match: bool) -> Obj:
-        """Concatenate the listed parts in the kernel (copy_file_range) into the object; the full-object or
-        composite checksum comes from the parts' stored values, never from re-reading the bytes."""
+        """Make the listed parts the object: their files become its segments (no byte is copied or re-read); the
+        full-object CRC is combined from the parts' CRCs, a composite checksum from the parts' checksums."""
         if not listed:
             raise S3Error("400 Bad Request", "MalformedXML", "CompleteMultipartUpload lists no parts")
         numbers = [n for n, _ in listed]
@@ -266,40 +274,13 @@ class Store:
         if if_none_match and self.exists(up.bucket, up.key):
             raise S3Error("412 Precondition Failed", "PreconditionFailed",
                           "At least one of the pre-conditions you specified did not hold (If-None-Match)")
-        fd, path = self.new_incoming()
         udir = self.root / "uploads" / up.id
-        try:
-            for part in parts:
-                with open(udir / str(part.number), "rb") as src:
-                    _copy_all(src.fileno(), fd, part.size)
-        except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
         etag = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts), usedforsecurity=False).hexdigest()
-        obj = Obj(up.key, sum(p.size for p in parts), f"{etag}-{len(parts)}", time.time(), "", dict(up.metadata),
+        obj = Obj(up.key, sum(p.size for p in parts), f"{etag}-{len(parts)}", time.time(), [], dict(up.metadata),
                   up.content_type, checksum)
-        try:
-            self.commit(up.bucket, obj, path, if_none_match)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+        self.commit(up.bucket, obj, [(udir / str(p.number), p.size) for p in parts], if_none_match)
         self.abort(up)
         return obj
-
-
-def _copy_all(src: int, dst: int, size: int) -> None:
-    """Append `size` bytes of `src` to `dst` without passing them through Python (copy_file_range)."""
-    offset = 0
-    while offset < size:
-        try:
-            n = os.copy_file_range(src, dst, size - offset, offset)
-        except OSError:  # e.g. across file systems on old kernels
-            n = os.write(dst, os.pread(src, min(size - offset, 1 << 20), offset))
-        if n == 0:
-            raise OSError(f"part shorter than its recorded size ({offset} of {size} bytes)")
-        offset += n
 
 
 def _object_checksum(up: Upload, parts: list[Part]) -> dict[str, str]:

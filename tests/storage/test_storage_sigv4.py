@@ -67,7 +67,7 @@ def test_strip_auth_params_keeps_other_parameters() -> None:
 
 
 def test_listing_in_aws_order_for_davix() -> None:
-    objects = {k: Obj(k, 1, "e", 0.0, "d") for k in ("LNGS/b", "LNGS/a", "LNGS/sub/c", "other")}
+    objects = {k: Obj(k, 1, "e", 0.0, [["d", 1]]) for k in ("LNGS/b", "LNGS/a", "LNGS/sub/c", "other")}
     out = list_objects("cygno-data", objects, {"prefix": "LNGS/", "delimiter": "/"}).decode()
     assert out.index("<Name>") < out.index("<Prefix>") < out.index("<IsTruncated>") < out.index("<Contents>")
     assert out.index("LNGS/a") < out.index("LNGS/b") and "<Prefix>LNGS/sub/</Prefix>" in out and "other" not in out
