@@ -99,7 +99,11 @@ class S3Api:
         method = environ["REQUEST_METHOD"].upper()
         try:
             status, headers, body = self._dispatch(environ, method, bucket, key, params)
-        except S3Error as err:
+        except Exception as exc:
+            if not isinstance(exc, S3Error):
+                log.exception("%s %s/%s failed", method, bucket, key)
+            err = exc if isinstance(exc, S3Error) else S3Error("500 Internal Server Error", "InternalError",
+                                                                f"{type(exc).__name__}: {exc}")
             payload = error_body(err.code, err.message)
             headers = [("Content-Type", XML), ("Content-Length", str(len(payload)))]
             start_response(err.status, headers)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -154,6 +155,9 @@ class Store:
 
     # ---- buckets ----------------------------------------------------------------------------------------------
     def create_bucket(self, bucket: str) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or ".." in bucket:
+            raise S3Error("400 Bad Request", "InvalidBucketName",
+                          f"bucket {bucket!r}: 3-63 lowercase letters, digits, dots and hyphens")
         with self.lock:
             (self.root / "objects" / bucket).mkdir(exist_ok=True)
             self.buckets.setdefault(bucket, {})
