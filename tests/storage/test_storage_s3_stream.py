@@ -134,3 +134,23 @@ def test_a_body_that_fails_its_declared_digest_leaves_nothing(s3_sites: tuple[S3
     with pytest.raises(Exception, match="BadDigest"):
         s3.put_object(Bucket=BUCKET, Key=f"digest/{header}", Body=body, **wrong)
     assert f"digest/{header}" not in keys(s3_sites[0])
+
+
+def test_a_state_directory_of_the_moto_based_site_is_converted(tmp_path: Path) -> None:
+    import json
+
+    from testbed.storage.s3_state import Store
+
+    name = hashlib.sha256(b"LNGS/run1.mid.gz").hexdigest()
+    bdir = tmp_path / "objects" / BUCKET
+    bdir.mkdir(parents=True)
+    (bdir / name).write_bytes(b"old bytes")
+    (bdir / f"{name}.json").write_text(json.dumps({
+        "bucket": BUCKET, "key": "LNGS/run1.mid.gz", "metadata": {"adler32": "0badc0de"},
+        "checksum": {"checksum_algorithm": "CRC32C", "checksum_value": crc32c_b64(b"old bytes"),
+                     "checksum_type": "FULL_OBJECT", "checksum_parts": None}}))
+    obj, segments = Store(tmp_path).get(BUCKET, "LNGS/run1.mid.gz")
+    assert (obj.size, obj.etag, obj.metadata) == (9, hashlib.md5(b"old bytes").hexdigest(), {"adler32": "0badc0de"})
+    assert obj.checksum == {"algorithm": "CRC32C", "value": crc32c_b64(b"old bytes"), "type": "FULL_OBJECT"}
+    assert b"".join(p.read_bytes() for p, _ in segments) == b"old bytes"
+    assert Store(tmp_path).get(BUCKET, "LNGS/run1.mid.gz")[0] == obj  # converted once, read back as is
