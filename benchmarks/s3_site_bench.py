@@ -1,9 +1,11 @@
-"""Does the testbed's S3 stand-in cap the uploader? Bare boto3 against plain moto, the gated site, and the site with TLS.
+"""Does the testbed's S3 stand-in cap the uploader? Bare boto3 against plain moto, the testbed site, and a sink.
 
-Starts, on free loopback ports: moto's own server (no signature gate, no persistence, plain http), one testbed S3
-site (`python -m testbed.storage.s3`: SigV4 gate, per-site keys, persistence) on http, and the same on https. The
-same bytes go to each with the same client settings: many small PUTs in parallel (files/s) and big multipart
-uploads (MB/s). The ratios site/moto say how much the gate, persistence and TLS cost.
+Starts, on free loopback ports: moto's own server (the old stand-in's engine: no signature gate, no persistence,
+plain http; the baseline, 1.00x), one testbed S3 site (`python -m testbed.storage.s3`: SigV4 checks, per-site keys,
+bodies streamed to disk with MD5/CRC32C) on http and on https, and a sink on https: the site's own HTTP server
+with an app that reads every body and throws it away (no signature check, no hashing, no disk) — the ceiling of
+Python + TLS on this loopback. The same bytes go to each with the same client settings: many small PUTs in
+parallel (files/s) and big multipart uploads (MB/s).
 
     python benchmarks/s3_site_bench.py [--small-count 200] [--big-mb 200] [--threads 4]
 """
@@ -49,6 +51,26 @@ def start(argv: list[str], url: str, log: Path) -> subprocess.Popen:
     raise SystemExit(f"{argv} did not start")
 
 
+def sink(environ: dict, start_response) -> list[bytes]:
+    """Just enough S3 for boto3's PUTs and multipart uploads; every body read (1 MiB at a time) and dropped."""
+    while environ["wsgi.input"].read(1 << 20):
+        pass
+    query = environ.get("QUERY_STRING", "")
+    body = b""
+    if environ["REQUEST_METHOD"] == "POST" and query.startswith("uploads"):
+        body = b"<InitiateMultipartUploadResult><UploadId>sink</UploadId></InitiateMultipartUploadResult>"
+    elif environ["REQUEST_METHOD"] == "POST":
+        body = b"<CompleteMultipartUploadResult><ETag>&quot;0-1&quot;</ETag></CompleteMultipartUploadResult>"
+    start_response("200 OK", [("ETag", '"0"'), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def serve_sink(host: str, port: int, cert: str, key: str) -> None:
+    from testbed.storage.s3_http import Server, tls_context
+
+    Server(host, port, sink, tls_context(cert, key)).serve_forever()
+
+
 def client(endpoint: str, threads: int, verify: str | bool) -> object:
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
                         region_name="us-east-1", verify=verify,
@@ -78,7 +100,12 @@ def main() -> int:
     ap.add_argument("--big-mb", type=int, default=200)
     ap.add_argument("--part-size-mb", type=int, default=64)
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--serve-sink", nargs=4, metavar=("HOST", "PORT", "CERT", "KEY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_sink:
+        host, port, cert, key = args.serve_sink
+        serve_sink(host, int(port), cert, key)
+        return 0
     from cygno_dm.ingest.stores import ca_bundle
     from testbed.storage.tls import ensure_host_cert
 
@@ -89,10 +116,13 @@ def main() -> int:
         with open(big, "wb") as f:
             for _ in range(args.big_mb):
                 f.write(os.urandom(1 << 20))
-        _, _, ca_dir = ensure_host_cert(work / "tls", HOST)
-        ports = [free_port(HOST) for _ in range(3)]
+        cert, key, ca_dir = ensure_host_cert(work / "tls", HOST)
+        ports = [free_port(HOST) for _ in range(4)]
+        secret = work / "secret"
+        secret.touch(mode=0o600)
+        secret.write_text(SECRET)
         site = [sys.executable, "-m", "testbed.storage.s3", "--host", HOST, "--access-key", KEY,
-                "--secret-key", SECRET, "--bucket", BUCKET, "--log-level", "WARNING"]
+                "--secret-key-file", str(secret), "--bucket", BUCKET, "--log-level", "WARNING"]
         servers = {
             "moto alone (http)": ([sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(ports[0])],
                                   f"http://{HOST}:{ports[0]}", False),
@@ -100,6 +130,8 @@ def main() -> int:
                                     f"http://{HOST}:{ports[1]}", False),
             "testbed site (https)": (site + ["--port", str(ports[2]), "--state-dir", str(work / "s2"),
                                              "--tls-dir", str(work / "tls")], f"https://{HOST}:{ports[2]}", None),
+            "sink (https)": ([sys.executable, __file__, "--serve-sink", HOST, str(ports[3]), str(cert), str(key)],
+                             f"https://{HOST}:{ports[3]}", None),
         }
         results = {}
         for name, (argv, url, verify) in servers.items():
@@ -114,7 +146,7 @@ def main() -> int:
                 proc.wait(30)
         base = results["moto alone (http)"]
         print(f"{args.small_count} x {args.small_mb:g} MB PUTs and {args.big_mb} MB multipart "
-              f"({args.part_size_mb} MiB parts), {args.threads} threads")
+              f"({args.part_size_mb} MiB parts), {args.threads} threads; load average {os.getloadavg()[0]:.1f}")
         for name, (fps, mbs) in results.items():
             print(f"  {name:<22} {fps:8.1f} files/s ({fps / base[0]:.2f}x)   {mbs:8.1f} MB/s ({mbs / base[1]:.2f}x)")
     return 0

@@ -1,4 +1,4 @@
-"""Disk storage endpoints of the testbed: S3 sites (moto) and a WebDAV endpoint (XRootD HTTP)."""
+"""Disk storage endpoints of the testbed: S3 sites (own streaming S3 server) and a WebDAV endpoint (XRootD HTTP)."""
 
 from testbed.storage.health import s3_ready, webdav_ready
 

@@ -1,19 +1,28 @@
-"""One S3 site of the testbed: moto in server mode with enforced per-site credentials and buckets."""
+"""One S3 site of the testbed: a small S3 server that streams objects to disk, with per-site credentials.
+
+The gate (s3_gate.py) authenticates every request; the operations (s3_api.py) stream bodies to files in 1 MiB
+chunks, hashed on the way (s3_body.py), and keep objects and multipart uploads on disk (s3_state.py). Served by
+a threaded HTTP/1.1 server with keep-alive (s3_http.py), over TLS when given a certificate. Why not moto:
+docs/ingest.md, "Does the S3 stand-in cap the measurement?".
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from testbed.auth import TokenVerifier
 from testbed.storage.health import s3_ready
+from testbed.storage.s3_api import S3Api
 from testbed.storage.s3_gate import S3Gate
+from testbed.storage.s3_http import Server, tls_context
+from testbed.storage.s3_state import Store
 from testbed.storage.signals import unblock_all_signals
 from testbed.storage.tls import ensure_host_cert
 from testbed.tokens import WlcgTokenVerifier
@@ -22,108 +31,38 @@ log = logging.getLogger(__name__)
 
 __all__ = ["build_app", "main", "s3_ready", "serve"]
 
-ACCOUNT_ID = "123456789012"
-IAM_USER = "site-admin"
-DEFAULT_REGION = "us-east-1"
-ALLOW_ALL_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
-
-
-def _install_credentials(access_key: str, secret_key: str) -> None:
-    """Create the site's IAM user with exactly this key pair and full S3 rights, then enforce IAM auth."""
-    from moto import settings
-    from moto.iam.models import iam_backends
-
-    iam = iam_backends[ACCOUNT_ID]["aws"]
-    iam.create_user(DEFAULT_REGION, IAM_USER)
-    key = iam.create_access_key(IAM_USER)
-    iam.access_keys.pop(key.physical_resource_id, None)
-    key.access_key_id = access_key
-    key.secret_access_key = secret_key
-    iam.access_keys[key.physical_resource_id] = key
-    iam.put_user_policy(IAM_USER, "s3-all", json.dumps(ALLOW_ALL_S3))
-    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # every request from now on is authenticated
-
-
-def build_app(
-    access_key: str, secret_key: str, buckets: list[str], state_dir: Path | None,
-    token_verifier: TokenVerifier | None = None,
-) -> S3Gate:
-    """The WSGI application of one site: moto behind the S3Gate, buckets created, state reloaded; with a token
-    verifier the gate also offers STS AssumeRoleWithWebIdentity."""
-    os.environ["MOTO_ACCOUNT_ID"] = ACCOUNT_ID
-    import crc32c  # noqa: F401  (without it moto silently computes CRC32 for CRC32C: the site would vouch falsely)
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from moto.s3.models import s3_backends
-
-    from testbed.storage.s3_state import ObjectStore
-
-    backend = s3_backends[ACCOUNT_ID]["aws"]
-    store = ObjectStore(state_dir, backend) if state_dir else None
-    if store:
-        store.load()
+def build_app(access_key: str, secret_key: str, buckets: list[str], state_dir: Path,
+              token_verifier: TokenVerifier | None = None) -> S3Gate:
+    """The WSGI application of one site: its objects in `state_dir` (reloaded), `buckets` created if missing;
+    with a token verifier the gate also offers STS AssumeRoleWithWebIdentity."""
+    store = Store(state_dir)
     for bucket in buckets:
-        try:
-            backend.get_bucket(bucket)
-        except Exception:
-            backend.create_bucket(bucket, DEFAULT_REGION)
-    _install_credentials(access_key, secret_key)
-    app = DomainDispatcherApplication(create_backend_app)
-    all_buckets = sorted(set(backend.buckets) | set(buckets))
-    return S3Gate(app, access_key, secret_key, all_buckets, store.sync if store else None,
-                  parts_checksum=lambda bucket, upload, parts: _parts_checksum(backend, bucket, upload, parts),
-                  token_verifier=token_verifier, exists=lambda bucket, key: _exists(backend, bucket, key))
-
-
-def _exists(backend: Any, bucket: str, key: str) -> bool:
-    """Whether an object exists (a write to it would overwrite)."""
-    try:
-        return backend.get_object(bucket, key) is not None
-    except Exception:
-        return False
-
-
-def _parts_checksum(backend: Any, bucket: str, upload_id: str, parts: list[int]) -> dict[str, str]:
-    """The full-object CRC32C of these parts of a FULL_OBJECT CRC32C multipart upload, from their stored bytes."""
-    import base64
-
-    import google_crc32c
-
-    try:
-        upload = backend.get_bucket(bucket).multiparts[upload_id]
-    except Exception:
-        return {}
-    if (upload.metadata.get("x-amz-checksum-algorithm") or "").upper() != "CRC32C" \
-            or (upload.metadata.get("x-amz-checksum-type") or "").upper() != "FULL_OBJECT":
-        return {}
-    crc = 0
-    for number in parts:
-        part = upload.parts.get(number)
-        if part is None:
-            return {}  # moto answers InvalidPart
-        crc = google_crc32c.extend(crc, part.value)
-    return {"CRC32C": base64.b64encode(crc.to_bytes(4, "big")).decode()}
+        store.create_bucket(bucket)
+    return S3Gate(S3Api(store), access_key, secret_key, token_verifier)
 
 
 def serve(
     host: str, port: int, access_key: str, secret_key: str, buckets: list[str],
     state_dir: Path | None = None, tls: tuple[str, str] | None = None, token_verifier: TokenVerifier | None = None,
 ) -> None:
-    """Serve one S3 site in the foreground until SIGTERM/SIGINT."""
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
-
+    """Serve one S3 site in the foreground until SIGTERM/SIGINT (without `state_dir`, in a temporary one)."""
     unblock_all_signals()
-    app = build_app(access_key, secret_key, buckets, state_dir, token_verifier)
-    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler, ssl_context=tls)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    scheme = "https" if tls else "http"
-    log.info("S3 site ready at %s://%s:%d buckets=%s state=%s sts=%s", scheme, host, port, ",".join(buckets),
-             state_dir, "yes" if token_verifier else "no")
-    print(f"READY {scheme}://{host}:{port}", flush=True)
+    scratch = None if state_dir else Path(tempfile.mkdtemp(prefix="s3-site-"))
     try:
-        server.serve_forever()
+        app = build_app(access_key, secret_key, buckets, state_dir or scratch, token_verifier)
+        server = Server(host, port, app, tls_context(*tls) if tls else None)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        scheme = "https" if tls else "http"
+        log.info("S3 site ready at %s://%s:%d buckets=%s state=%s sts=%s", scheme, host, port, ",".join(buckets),
+                 state_dir, "yes" if token_verifier else "no")
+        print(f"READY {scheme}://{host}:{port}", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
     finally:
-        server.server_close()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def read_secret(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""AWS Signature V4 for S3 query-string (presigned) requests: verify, and re-sign as a header request."""
+"""AWS Signature V4 for S3 requests: verify header-signed and presigned (query-string) requests; presign URLs."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 MAX_EXPIRES = 7 * 24 * 3600
-#: query parameters that carry a query-string signature (removed when re-signing as a header request)
+#: query parameters that carry a query-string signature (not passed on to the S3 operations)
 AUTH_PARAMS = frozenset({
     "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
     "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token",
@@ -142,29 +142,6 @@ def verify_query_signature(
     return auth
 
 
-def strip_auth_params(query_string: str) -> str:
-    """The query string without its signature parameters (other parameters kept as sent)."""
-    return "&".join(
-        pair for pair in query_string.split("&") if pair and pair.partition("=")[0] not in AUTH_PARAMS
-    )
-
-
-class _UnsignedPayloadAuth(S3SigV4Auth):
-    """S3 SigV4 header signer that never hashes the body."""
-
-    def _should_sha256_sign_payload(self, request: AWSRequest) -> bool:
-        return False
-
-
-def header_auth(
-    access_key: str, secret_key: str, region: str, method: str, path_and_query: str, host: str
-) -> dict[str, str]:
-    """Authorization, X-Amz-Date and X-Amz-Content-SHA256 headers for a header-signed S3 request."""
-    request = AWSRequest(method=method.upper(), url=path_and_query, headers={"Host": host})
-    _UnsignedPayloadAuth(Credentials(access_key, secret_key), "s3", region).add_auth(request)
-    return {name: request.headers[name] for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256")}
-
-
 @dataclass(frozen=True)
 class HeaderAuth:
     """The fields of an `Authorization: AWS4-HMAC-SHA256 ...` header."""
@@ -222,17 +199,6 @@ def verify_header_signature(
     if not hmac.compare_digest(auth.signature, expected):
         raise SignatureError("SignatureDoesNotMatch", "The request signature we calculated does not match the "
                              "signature you provided.")
-
-
-def resign_header(
-    auth: HeaderAuth, access_key: str, secret_key: str, method: str, path_and_query: str, headers: dict[str, str]
-) -> str:
-    """An Authorization header for the same signed headers (less x-amz-security-token) under another key pair."""
-    kept = HeaderAuth(access_key, auth.date, auth.region, auth.service,
-                      tuple(h for h in auth.signed_headers if h != "x-amz-security-token"), "")
-    signature = header_signature(kept, access_key, secret_key, method, path_and_query, headers)
-    return (f"{ALGORITHM} Credential={access_key}/{auth.date}/{auth.region}/{auth.service}/aws4_request, "
-            f"SignedHeaders={';'.join(kept.signed_headers)}, Signature={signature}")
 
 
 def presign(
