@@ -382,7 +382,7 @@ class Profile(_Strict):
         return self
 
     def _check_tokens(self, tokens: Tokens) -> None:
-        for account, client in tokens.clients.daq.items():
+        for account in tokens.clients.daq:
             if account not in {a.name for a in self.accounts_with("daq")}:
                 raise ValueError(f"tokens.clients.daq.{account}: not a DAQ account of [[accounts]]")
         ids = [tokens.clients.rucio, tokens.clients.people, *(self.token_client(a.name) for a in self.accounts_with("daq"))]

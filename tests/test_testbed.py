@@ -260,8 +260,8 @@ def test_the_testbed_takes_issuer_clients_and_audiences_from_the_profile(tmp_pat
     """[tokens] of the profile, not the testbed's defaults: the identity provider serves the profile's issuer with
     its client registrations, and Rucio, the transfer service and every storage endpoint expect that issuer and
     the profile's audiences (written config and command lines; nothing started)."""
-    from tests.conftest import profile_on_free_ports
     from testbed.rucio_config import read_cfg
+    from tests.conftest import profile_on_free_ports
 
     def edit(data: dict) -> None:
         data["tokens"].update(issuer="https://127.0.0.1:28443", rucio_audience="cygno-rucio", clients={
