@@ -120,9 +120,13 @@ def idp_clients(profile: Profile, fts_host: str, secrets: dict[str, str]) -> dic
 
 
 def token_settings(profile: Profile) -> Tokens:
-    """The profile's [tokens]: the testbed runs every service on tokens and needs them."""
+    """The profile's [tokens]: the testbed runs every service on tokens and needs them; its identity provider
+    serves the issuer at the root of the issuer's host and port."""
     if profile.tokens is None:
         raise TestbedError(f"profile {profile.experiment.name}: tokens: required by the testbed ([tokens] issuer)")
+    if urlsplit(profile.tokens.issuer).path:
+        raise TestbedError(f"profile {profile.experiment.name}: tokens.issuer: the testbed's identity provider "
+                           f"serves https://<host>:<port> with no path, got {profile.tokens.issuer!r}")
     return profile.tokens
 
 

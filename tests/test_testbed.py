@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from testbed import stack
 from testbed.rses import storage_dir
 from testbed.stack import RUCIO_CERT, Testbed
 from testbed.storage.tls import client_dn
@@ -291,3 +292,7 @@ def test_the_testbed_takes_issuer_clients_and_audiences_from_the_profile(tmp_pat
     secrets = json.loads((tb.state / "etc" / "idpsecrets.json").read_text())["testbed"]
     assert (secrets["issuer"], secrets["client_id"]) == ("https://127.0.0.1:28443", "rucio-robot")
     assert read_cfg(tb.rucio_cfg)["oidc"]["expected_audience"] == "cygno-rucio"
+    edit_issuer = profile_on_free_ports(tmp_path / "path.toml", lambda d: d["tokens"].update(
+        issuer="https://127.0.0.1:28443/iam"))
+    with pytest.raises(stack.TestbedError, match=r"^profile cygno: tokens.issuer: .* no path, got 'https://127.0.0.1:28443/iam'$"):
+        Testbed(tmp_path / "other", profile=str(edit_issuer)).components()
