@@ -1,7 +1,9 @@
-"""`make demo`: bring the testbed up, upload a CYGNO run as the DAQ, replicate it, download it as a physicist;
-then reconstruct a MIDAS run by its DID, register the output with provenance and download it as a physicist;
-then the lifecycle daemon reconstructs a newly uploaded run without being asked, and a physicist finds its output
-by metadata, downloads it with the plain `rucio` CLI and draws an event display.
+"""`make demo`: bring the testbed up; on WLCG tokens, upload a CYGNO run as the DAQ (a robot client), replicate it
+to tape (Rucio's per-file tokens to the transfer service) and download it as a physicist (device flow); then
+reconstruct a MIDAS run by its DID, register the output with provenance and download it as a physicist; then the
+lifecycle daemon reconstructs a newly uploaded run without being asked, and a physicist finds its output by
+metadata, downloads it with the plain `rucio` CLI and draws an event display (these later steps on userpass and
+the S3 sites' static keys).
 
 Safe to re-run: the run file is deterministic, an existing upload or rule is reused, and the checksum of what
 the physicist downloads is compared with what the DAQ uploaded.
@@ -18,10 +20,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
+from cygno_dm.tokens import TokenError, TokenFile
+from testbed.people_login import LoginError, token_file
+from testbed.private import write_private
 from testbed.stack import DEFAULT_STATE, Testbed, TestbedError
 
 console = Console()
@@ -43,15 +49,17 @@ def md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def wait_rule_ok(tb: Testbed, rule_id: str, timeout: float = 300, stuck_for: float = 60) -> dict:
-    """Poll a rule until it is OK, has stayed STUCK for `stuck_for` seconds, or the timeout passes."""
+def wait_rule_ok(tb: Testbed, rule_id: str, timeout: float = 300, stuck_for: float = 60,
+                 covers: Callable[[], bool] = lambda: True) -> dict:
+    """Poll a rule until it is OK and `covers()` (a dataset's rule is OK before it sees a newly attached file), has
+    stayed STUCK for `stuck_for` seconds, or the timeout passes."""
     client = tb.client("root")
     deadline = time.monotonic() + timeout
     stuck_since = None
     with console.status("waiting for the daemons and FTS to replicate…"):
         while time.monotonic() < deadline:
             rule = client.get_replication_rule(rule_id)
-            if rule["state"] == "OK":
+            if rule["state"] == "OK" and covers():
                 return rule
             stuck_since = (stuck_since or time.monotonic()) if rule["state"] == "STUCK" else None
             if stuck_since and time.monotonic() - stuck_since > stuck_for:
@@ -61,70 +69,156 @@ def wait_rule_ok(tb: Testbed, rule_id: str, timeout: float = 300, stuck_for: flo
 
 
 def main() -> int:
-    """Run the demo; exit 0 only if the downloaded file is identical to the uploaded one."""
+    """Run the demo; exit 0 only if every download is identical to what was uploaded."""
     tb = Testbed(os.environ.get("CYGNO_DM_STATE", DEFAULT_STATE))
-    with console.status("starting the testbed (Rucio server, daemons, storage, FTS)…"):
+    with console.status("starting the testbed (identity provider, Rucio server, daemons, storage, FTS)…"):
         try:
             tb.up()
         except TestbedError as err:
             console.print(f"[red]testbed up failed[/]: {err}")
             return 1
     console.print(f"[bold]1.[/] testbed up: Rucio {tb.rucio_url} on {tb.settings.database.split(':')[0]}, "
-                  f"RSEs {', '.join(tb.rses)}")
+                  f"RSEs {', '.join(tb.rses)}; identity provider {tb.idp_url}")
     profile = tb.profile
-    scope, name = profile.scopes.raw[0], f"{profile.naming.tags[0]}/run{1:0{profile.naming.run_digits_min}d}.mid.gz"
-    daq_account, dm_account, user_account = (profile.accounts_with(role)[0].name
-                                             for role in ("daq", "data-manager", "user"))
-    disks = [name for name, rse in profile.rses.items() if rse.kind != "tape"]
-    landing, second = disks[0], disks[1]
+    scope, tag = profile.scopes.raw[0], profile.naming.tags[0]
+    name = f"{tag}/run{1:0{profile.naming.run_digits_min}d}.mid.gz"
+    # Tokens end to end: the DAQ lands the run on the disk that checks WLCG tokens, the tape rule copies it with
+    # Rucio's per-file tokens (Rucio hands them out only between davs RSEs with oidc_support), the user downloads it.
+    landing = next(n for n, r in profile.rses.items() if r.kind != "tape" and r.accepts_tokens)
+    tape = next(n for n, r in profile.rses.items() if r.kind == "tape" and r.accepts_tokens)
     work = tb.state / "demo"
     run = work / "daq" / name
     make_run_file(run)
     uploaded_md5 = md5(run)
+    try:
+        if not daq_upload(tb, work, run, scope, name, landing) or not tape_rule(tb, scope, name, tape):
+            return 1
+        got = user_download(tb, work, scope, name, landing)
+    except (TokenError, LoginError) as err:
+        console.print(f"[red]no token[/]: {err}")
+        return 1
+    if got is None:
+        return 1
+    downloaded_md5 = md5(got)
+    same = downloaded_md5 == uploaded_md5
+    console.print(f"[bold]5.[/] md5 uploaded {uploaded_md5}  downloaded {downloaded_md5}  "
+                  + ("[green]identical[/]" if same else "[red]DIFFERENT[/]"))
+    if not same:
+        return 1
+    console.print("    steps 6-11 log in to Rucio with userpass and reach the S3 sites with their static keys (signed "
+                  "URLs, Rucio's upload and download clients): not on tokens yet")
+    if not reconstruct(tb, work) or not lifecycle_step(tb, work) or not physicist_step(tb, work):
+        return 1
+    user = profile.accounts_with("user")[0].name
+    console.print(f"    use it yourself: eval \"$(.venv/bin/cygno-dm testbed env {user})\"; .venv/bin/rucio did list "
+                  f"'{scope}:*'   (stop with: .venv/bin/cygno-dm testbed down)")
+    return 0
 
-    daq = tb.client(daq_account)
-    from rucio.client.uploadclient import UploadClient
 
-    did = [{"scope": scope, "name": name}]
-    states = next(iter(daq.list_replicas(did, all_states=True)), {}).get("states", {})
+def token_env(tb: Testbed, account: str, bearer: Path) -> dict[str, str]:
+    """Environment of a process acting as `account` with a token only: Rucio login by WLCG bearer-token discovery
+    (the token is read from the 0600 file `bearer`), and no client certificate for gfal2 to fall back on."""
+    env = {**os.environ, **tb.env(account), "RUCIO_AUTH_TYPE": "oidc", "BEARER_TOKEN_FILE": str(bearer)}
+    env.pop("X509_USER_PROXY", None)
+    env.pop("BEARER_TOKEN", None)
+    return env
+
+
+def whoami(env: dict[str, str]) -> str:
+    """The account Rucio's server maps the environment's login to (`rucio whoami`), or why there is none."""
+    res = subprocess.run([str(Path(sys.executable).parent / "rucio"), "whoami"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    for line in res.stdout.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "account":
+            return value.strip()
+    raise LoginError(f"Rucio refused the token login: {(res.stderr.strip().splitlines() or ['?'])[-1]}")
+
+
+def daq_upload(tb: Testbed, work: Path, run: Path, scope: str, name: str, landing: str) -> bool:
+    """Step 2: the DAQ's robot client gets tokens (client credentials), logs in to Rucio with one and lands the run
+    with the project's uploader on `--storage-token`; the uploader also asks for the profile's replication rules."""
+    profile = tb.profile
+    daq = profile.accounts_with("daq")[0].name
+    robot = tb.robot_token_file(daq)
+    bearer = write_private(work / "daq-login" / "bearer", TokenFile(robot).token(profile.tokens.rucio_audience))
+    env = token_env(tb, daq, bearer)
+    console.print(f"[bold]2.[/] DAQ: tokens from {tb.idp_url} (client credentials of robot client {profile.token_client(daq)}, 0600 "
+                  f"{robot}); Rucio login oidc as {whoami(env)}")
+    states = _states(tb.client("root"), scope, name)
     if states.get(landing) == "AVAILABLE":
-        console.print(f"[bold]2.[/] {scope}:{name} is already on {landing} (re-run): not uploading again")
-    else:  # first run, or a run interrupted half-way: the upload client completes what is missing
-        UploadClient(_client=daq).upload([{"path": str(run), "rse": landing, "did_scope": scope, "did_name": name}])
-        console.print(f"[bold]2.[/] {daq_account} uploaded {scope}:{name} ({run.stat().st_size} bytes, md5 "
-                      f"{uploaded_md5}) to {landing}")
+        console.print(f"    {scope}:{name} is already on {landing} (re-run): not uploading again")
+        return True
+    tag = name.split("/", 1)[0]
+    with open(work / "daq" / "ingest.log", "ab") as log, console.status("the DAQ uploader lands the run…"):
+        rc = subprocess.run([str(Path(sys.executable).parent / "cygno-dm"), "ingest", "run", "--once",
+                             "--watch", f"{tag}={run.parent}", "--rse", landing, "--account", daq, "--settle", "0",
+                             "--keep-local", "--journal", str(work / "daq" / "journal.sqlite"),
+                             "--storage-token", f"file:{robot}"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
+    states = _states(tb.client("root"), scope, name)
+    if rc not in (0, 3) or states.get(landing) != "AVAILABLE":  # 3: registered, the tape archive still pending
+        console.print(f"[red]the DAQ uploader failed[/] (exit {rc}); see {work / 'daq' / 'ingest.log'}")
+        return False
+    rules = ", ".join(r.rse_expression for r in profile.replication.get("raw", []))
+    console.print(f"    `cygno-dm ingest run --storage-token file:…` uploaded {scope}:{name} ({run.stat().st_size} "
+                  f"bytes) to {landing} with bearer tokens (XRootD SciTokens; no certificate, no key) and asked for "
+                  f"the profile's rules ({rules})")
+    return True
 
-    rules = [r for r in daq.list_did_rules(scope, name) if r["rse_expression"] == second]
-    rule_id = rules[0]["id"] if rules else daq.add_replication_rule(did, 1, second)[0]
-    if rules and rules[0]["state"] == "STUCK":  # left by an interrupted run: the data manager retries it now
-        tb.client(dm_account).update_replication_rule(rule_id, {"boost_rule": True})
-    rule = wait_rule_ok(tb, rule_id)
-    console.print(f"[bold]3.[/] rule {rule_id[:8]}… to {second}: {rule['state']} "
+
+def tape_rule(tb: Testbed, scope: str, name: str, tape: str) -> bool:
+    """Step 3: the uploader's rule to tape reaches OK; the tape endpoint's log says with what the copy came."""
+    client = tb.client("root")
+    dids = [(scope, name), *((p["scope"], p["name"]) for p in client.list_parent_dids(scope, name))]
+    rule_id = next((r["id"] for did in dids for r in client.list_did_rules(*did) if r["rse_expression"] == tape),
+                   None)
+    if rule_id is None:
+        console.print(f"[red]no rule to {tape}[/] for {scope}:{name}")
+        return False
+    if client.get_replication_rule(rule_id)["state"] == "STUCK":  # left by an interrupted run: retry it now
+        client.update_replication_rule(rule_id, {"boost_rule": True})
+    rule = wait_rule_ok(tb, rule_id, covers=lambda: _states(client, scope, name).get(tape) == "AVAILABLE")
+    console.print(f"[bold]3.[/] rule {rule_id[:8]}… to {tape}: {rule['state']} "
                   f"(locks ok/replicating/stuck {rule['locks_ok_cnt']}/{rule['locks_replicating_cnt']}/"
                   f"{rule['locks_stuck_cnt']})")
     if rule["state"] != "OK":
         console.print(f"[red]replication did not finish[/]: {rule.get('error')}")
-        return 1
+        return False
+    put = f"PUT {tb.profile.rses[tape].prefix}/{scope}/{name} by "
+    lines = [line for line in tb.sup.log_file(f"tape-{tape}").read_text(errors="replace").splitlines() if put in line]
+    console.print(f"    the conveyor asked {tb.idp_url} for per-file tokens, the transfer service copied with them; "
+                  f"the tape endpoint logged: {lines[-1][lines[-1].index(put):] if lines else 'no PUT'}")
+    return True
 
-    dest = work / user_account
+
+def user_download(tb: Testbed, work: Path, scope: str, name: str, rse: str) -> Path | None:
+    """Step 4: a person logs in by the device flow (approved here as she would on the approval page), then downloads
+    with the plain `rucio` CLI on one token for Rucio and the storage; the downloaded file, or None."""
+    user = tb.profile.accounts_with("user")[0]
+    people = next(c for c in json.loads(tb.idp_clients.read_text())["clients"] if c["client_id"] == tb.profile.tokens.clients.people)
+    ca = str(tb.ca_dir / "ca.pem")
+    private = work / f"{user.name}-tokens"
+    grant = token_file(tb.idp_url, ca, (people["client_id"], people["client_secret"]), user.name, user.password,
+                       f"openid offline_access storage.read:/{scope}", private / "token.json")
+    audience = f"{tb.profile.tokens.rucio_audience} {tb.profile.token_audience(rse)}"  # Rucio's login, then gfal2's
+    bearer = write_private(private / "bearer", TokenFile(grant).token(audience))
+    env = token_env(tb, user.name, bearer)
+    console.print(f"[bold]4.[/] {user.name}: device flow at {tb.idp_url} (approved with her password), refresh "
+                  f"token kept 0600 in {grant}; Rucio login oidc as {whoami(env)}, the same token (audiences "
+                  f"{audience!r}) reads {rse}. By hand: oidc-gen {user.name} -f client.json --flow=device "
+                  f"--cp={ca}; export RUCIO_AUTH_TYPE=oidc BEARER_TOKEN=\"$(oidc-token {user.name} "
+                  f"--aud='{audience}')\" (README)")
+    dest = work / user.name
     shutil.rmtree(dest, ignore_errors=True)
-    rucio = str(Path(sys.executable).parent / "rucio")
-    res = subprocess.run([rucio, "download", "--rses", second, "--dir", str(dest), f"{scope}:{name}"],
-                         env={**os.environ, **tb.env(user_account)}, capture_output=True, text=True)
+    res = subprocess.run([str(Path(sys.executable).parent / "rucio"), "download", "--rses", rse, "--dir", str(dest),
+                          f"{scope}:{name}"], env=env, capture_output=True, text=True)
     got = dest / scope / name
     if res.returncode != 0 or not got.exists():
         console.print(f"[red]rucio download failed[/]:\n{res.stderr[-2000:]}")
-        return 1
-    downloaded_md5 = md5(got)
-    same = downloaded_md5 == uploaded_md5
-    console.print(f"[bold]4.[/] {user_account} ran `rucio download --rses {second} {scope}:{name}` -> {got}")
-    console.print(f"[bold]5.[/] md5 uploaded {uploaded_md5}  downloaded {downloaded_md5}  "
-                  + ("[green]identical[/]" if same else "[red]DIFFERENT[/]"))
-    if not same or not reconstruct(tb, work) or not lifecycle_step(tb, work) or not physicist_step(tb, work):
-        return 1
-    console.print(f"    use it yourself: eval \"$(.venv/bin/cygno-dm testbed env {user_account})\"; .venv/bin/rucio did list "
-                  f"'{scope}:*'   (stop with: .venv/bin/cygno-dm testbed down)")
-    return 0
+        return None
+    console.print(f"    {user.name} ran `rucio download --rses {rse} {scope}:{name}` -> {got}")
+    return got
 
 
 def reconstruct(tb: Testbed, work: Path) -> bool:
@@ -286,6 +380,12 @@ def physicist_step(tb: Testbed, work: Path, run_number: int = 12) -> bool:
                   f"reco_campaign=...`, downloaded it with its raw run and pedestal map (`rucio download`), and "
                   f"drew event {event}: {png}")
     return True
+
+
+def _states(client, scope: str, name: str) -> dict[str, str]:
+    """Replica states of a file by RSE."""
+    row = next(iter(client.list_replicas([{"scope": scope, "name": name}], all_states=True)), {})
+    return {rse: str(state) for rse, state in row.get("states", {}).items()}
 
 
 def _replicas(client, scope: str, name: str) -> list:

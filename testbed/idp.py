@@ -125,12 +125,14 @@ class WlcgTokens(JWTBearerTokenGenerator):
     def get_jwks(self) -> KeySet:
         return self.keys
 
-    def get_audiences(self, client: Client, user: Any, scope: str) -> str:
-        """The `audience` the request asks for (WLCG), which must be registered for the client."""
-        wanted = request.form.get("audience") or client.audiences[0]
-        if wanted not in client.audiences:
-            raise InvalidRequestError(f"audience {wanted!r} is not registered for client {client.client_id}")
-        return wanted
+    def get_audiences(self, client: Client, user: Any, scope: str) -> str | list[str]:
+        """The `audience` the request asks for (WLCG), each registered for the client; several, space-separated
+        as IAM takes them, make a list `aud` (one token for Rucio and the storage it downloads from)."""
+        wanted = (request.form.get("audience") or client.audiences[0]).split()
+        for aud in wanted:
+            if aud not in client.audiences:
+                raise InvalidRequestError(f"audience {aud!r} is not registered for client {client.client_id}")
+        return wanted[0] if len(wanted) == 1 else wanted
 
     def get_extra_claims(self, client: Client, grant_type: str, user: Any, scope: str) -> dict[str, Any]:
         return {"wlcg.ver": WLCG_VERSION, "wlcg.groups": list(user.groups if user else client.groups)}

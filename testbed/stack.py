@@ -203,6 +203,10 @@ class Testbed:
         """The identity provider's clients and their secrets (0600)."""
         return self.state / "etc" / "idp" / "clients.json"
 
+    def robot_token_file(self, account: str) -> Path:
+        """The 0600 token file of a DAQ account's robot client (client credentials), as `cygno_dm.tokens` reads it."""
+        return self.state / "etc" / "idp" / f"robot-{account}.json"
+
     def token_args(self, audience: str) -> list[str]:
         """Options of a service that accepts the identity provider's tokens naming `audience`."""
         return ["--token-issuer", self.idp_url, "--token-audience", audience, "--token-ca", str(self.ca_dir / "ca.pem")]
@@ -393,6 +397,12 @@ class Testbed:
         write_private(self.state / "etc" / "s3-credentials.json", json.dumps(s3_credentials(self.profile), indent=1))
         clients = idp_clients(self.profile, self.settings.host, _saved_secrets(self.idp_clients))
         write_private(self.idp_clients, json.dumps(clients, indent=1))
+        for acc in self.profile.accounts_with("daq"):  # the DAQ's robot credentials: `--storage-token file:PATH`
+            client_id = self.profile.token_client(acc.name)
+            robot = next(c for c in clients["clients"] if c["client_id"] == client_id)
+            write_private(self.robot_token_file(acc.name), json.dumps({
+                "issuer": self.idp_url, "client_id": client_id, "client_secret": robot["client_secret"],
+                "ca": str(self.ca_dir / "ca.pem")}))
         rucio_id = token_settings(self.profile).clients.rucio
         rucio = next(c for c in clients["clients"] if c["client_id"] == rucio_id)
         rucio_config.write_idp_secrets(self.state / "etc" / "idpsecrets.json", self.idp_url, rucio_id,

@@ -93,12 +93,13 @@ def test_secrets_are_private_and_never_on_a_command_line(testbed: Testbed) -> No
     assert stat.S_IMODE(etc.stat().st_mode) == 0o700
     assert stat.S_IMODE((testbed.state / "tls" / "clients").stat().st_mode) == 0o700
     secret_files = [testbed.rucio_cfg, etc / "client.cfg", etc / "rse-accounts.cfg", etc / "s3-credentials.json",
-                    *etc.glob("client-*.cfg"), *(etc / "s3").glob("*.key"),
+                    *etc.glob("client-*.cfg"), *(etc / "s3").glob("*.key"), *(etc / "idp").glob("robot-*.json"),
                     *(testbed.state / "tls" / "clients").glob("*.pem")]
     if testbed.settings.database.startswith("sqlite"):
         db = Path(testbed.settings.database.removeprefix("sqlite:///"))
         assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
         secret_files.append(db)
+    assert testbed.robot_token_file("rucio-daq") in secret_files
     for path in secret_files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     secrets = [r.credentials["secret_key"] for r in testbed.profile.rses.values() if r.kind == "s3"]

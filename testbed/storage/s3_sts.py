@@ -225,7 +225,9 @@ def required_permissions(
     if method == "PUT" and "uploadId" in query and "partNumber" in query:
         needs = [("create", path)]
     elif method == "PUT" and not (set(query) - {"x-id"}):
-        needs = [("modify" if exists(bucket, key) else "create", path)]
+        # `If-None-Match: *` never overwrites (an existing key answers 412): a create, whether the key exists or not
+        conditional = headers.get("if-none-match") == "*"
+        needs = [("modify" if exists(bucket, key) and not conditional else "create", path)]
     elif method == "POST" and "uploads" in query:
         needs = [("create", path)]
     elif method == "POST" and "uploadId" in query:

@@ -98,9 +98,13 @@ def test_discovery_jwks_and_wlcg_claims(idp: Idp) -> None:
     claims = json.loads(base64.urlsafe_b64decode(idp.token("rucio", "fts", FTS_HOST).split(".")[1] + "=="))
     assert claims["wlcg.ver"] == "1.0" and claims["aud"] == FTS_HOST and claims["scope"] == "fts"
     assert claims["sub"] == "rucio" and claims["wlcg.groups"] == ["/cygno"] and claims["iss"] == idp.url
-    refused = requests.post(idp.url + "/token", data={"grant_type": "client_credentials", "audience": "evil"},
-                            auth=("rucio", "rucio-secret"), verify=idp.tls.ca, timeout=10)
-    assert refused.status_code == 400 and "audience 'evil'" in refused.json()["error_description"]
+    both = json.loads(base64.urlsafe_b64decode(idp.token("rucio", "fts", f"{FTS_HOST} {TAPE_HOST}").split(".")[1]
+                                               + "=="))
+    assert both["aud"] == [FTS_HOST, TAPE_HOST]  # several audiences, space-separated as IAM takes them
+    for evil in ("evil", f"{FTS_HOST} evil"):
+        refused = requests.post(idp.url + "/token", data={"grant_type": "client_credentials", "audience": evil},
+                                auth=("rucio", "rucio-secret"), verify=idp.tls.ca, timeout=10)
+        assert refused.status_code == 400 and "audience 'evil'" in refused.json()["error_description"]
     wrong_secret = requests.post(idp.url + "/token", data={"grant_type": "client_credentials"},
                                  auth=("rucio", "guess"), verify=idp.tls.ca, timeout=10)
     assert wrong_secret.status_code == 401

@@ -20,8 +20,8 @@ import pytest
 import requests
 from werkzeug.security import generate_password_hash
 
+from testbed.people_login import DEVICE, device_flow
 from testbed.tokens import WlcgTokenVerifier
-from tests.token_helpers import DEVICE, device_flow
 
 from .conftest import TAPE_HOST, FtsTls, _stop, wait_for
 from .test_fts_tokens import Idp

@@ -1,4 +1,5 @@
-"""SIGKILL two uploaders on one directory at random points, over and over: every run ends registered once."""
+"""SIGKILL two uploaders on one directory at random points, over and over: every run ends registered once. The
+uploaders reach the storage on the DAQ robot client's tokens (STS keys for S3), with no static key nor certificate."""
 
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ KILLS = 30
 
 def _uploader(tb, watch, journal, log) -> subprocess.Popen:
     env = {**os.environ, **tb.env(DAQ), "CYGNO_DM_LOGLEVEL": "INFO"}
+    env.pop("X509_USER_PROXY")  # no certificate: storage access from tokens only
     argv = [sys.executable, "-m", "cygno_dm.ingest", "run", "--watch", str(watch), "--journal", str(journal),
             "--rse", "CNAF_USERDISK", "--account", DAQ, "--settle", "0", "--poll", "0.2", "--safety-poll", "2",
-            "--workers", "2", "--part-size-mb", "5", "--once"]
+            "--workers", "2", "--part-size-mb", "5", "--once", "--storage-token", f"file:{tb.robot_token_file(DAQ)}"]
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -58,6 +60,8 @@ def test_sigkill_at_random_points_never_duplicates_or_loses_a_run(daq_env, tmp_p
             p = _uploader(tb, tmp_path / "daq", j, log)
             assert p.wait(timeout=600) in (0, 3)  # 3: files still wait for the tape archive
     assert kills >= KILLS, f"only {kills} kills landed while an uploader was running"
+    assert f"for sub={DAQ} " in tb.sup.log_file("s3-CNAF_USERDISK").read_text()  # the site's STS gave the keys
+    assert "eyJ" not in (tmp_path / "uploaders.log").read_text(errors="replace")  # no JWT (header.claims.signature)
 
     client = tb.client(DAQ)
     names = sorted(f"MAN/run{r}.mid.gz" for r in files)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from testbed.people_login import token_file
 from testbed.stack import Testbed
 from tests.ingest.conftest import DAQ
 from tests.ingest.helpers import run_file
-from tests.token_helpers import token_file
 
 pytestmark = pytest.mark.rucio
 CYGNO_DM = str(Path(sys.executable).with_name("cygno-dm"))

@@ -24,11 +24,11 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from werkzeug.security import generate_password_hash
 
+from testbed.people_login import token_file
 from testbed.private import write_private
 from testbed.storage import webdav_ready
 from testbed.storage.tls import ensure_client_cert, ensure_host_cert
 from testbed.storage.xrd_tokens import CACHE_FILE, KEY_CACHE_LIFETIME, TokenConfig, fetch_jwks, seed_key_cache
-from tests.token_helpers import token_file
 
 HOST, IDP_HOST = "127.0.0.55", "127.0.0.56"
 PREFIX = "/cygno"
