@@ -28,9 +28,7 @@ from rich.console import Console
 from cygno_dm.tokens import TokenError, TokenFile
 from testbed.people_login import LoginError, token_file
 from testbed.private import write_private
-from testbed.rses import host_port
-from testbed.rucio_config import RUCIO_AUDIENCE
-from testbed.stack import DEFAULT_STATE, PEOPLE_CLIENT, Testbed, TestbedError
+from testbed.stack import DEFAULT_STATE, Testbed, TestbedError
 
 console = Console()
 
@@ -143,9 +141,9 @@ def daq_upload(tb: Testbed, work: Path, run: Path, scope: str, name: str, landin
     profile = tb.profile
     daq = profile.accounts_with("daq")[0].name
     robot = tb.robot_token_file(daq)
-    bearer = write_private(work / "daq-login" / "bearer", TokenFile(robot).token(RUCIO_AUDIENCE))
+    bearer = write_private(work / "daq-login" / "bearer", TokenFile(robot).token(profile.tokens.rucio_audience))
     env = token_env(tb, daq, bearer)
-    console.print(f"[bold]2.[/] DAQ: tokens from {tb.idp_url} (client credentials of robot client {daq}, 0600 "
+    console.print(f"[bold]2.[/] DAQ: tokens from {tb.idp_url} (client credentials of robot client {profile.token_client(daq)}, 0600 "
                   f"{robot}); Rucio login oidc as {whoami(env)}")
     states = _states(tb.client("root"), scope, name)
     if states.get(landing) == "AVAILABLE":
@@ -198,12 +196,12 @@ def user_download(tb: Testbed, work: Path, scope: str, name: str, rse: str) -> P
     """Step 4: a person logs in by the device flow (approved here as she would on the approval page), then downloads
     with the plain `rucio` CLI on one token for Rucio and the storage; the downloaded file, or None."""
     user = tb.profile.accounts_with("user")[0]
-    people = next(c for c in json.loads(tb.idp_clients.read_text())["clients"] if c["client_id"] == PEOPLE_CLIENT)
+    people = next(c for c in json.loads(tb.idp_clients.read_text())["clients"] if c["client_id"] == tb.profile.tokens.clients.people)
     ca = str(tb.ca_dir / "ca.pem")
     private = work / f"{user.name}-tokens"
     grant = token_file(tb.idp_url, ca, (people["client_id"], people["client_secret"]), user.name, user.password,
                        f"openid offline_access storage.read:/{scope}", private / "token.json")
-    audience = f"{RUCIO_AUDIENCE} {host_port(tb.profile.rses[rse])[0]}"  # Rucio's login, then gfal2's reads
+    audience = f"{tb.profile.tokens.rucio_audience} {tb.profile.token_audience(rse)}"  # Rucio's login, then gfal2's
     bearer = write_private(private / "bearer", TokenFile(grant).token(audience))
     env = token_env(tb, user.name, bearer)
     console.print(f"[bold]4.[/] {user.name}: device flow at {tb.idp_url} (approved with her password), refresh "

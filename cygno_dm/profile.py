@@ -8,7 +8,8 @@ import string
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,6 +20,9 @@ SCOPE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,24}$")
 ACCOUNT_RE = re.compile(r"^[a-z0-9_.-]{1,25}$")
 RSE_RE = re.compile(r"^[A-Z0-9_-]{1,64}$")
 TAG_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+CLIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+GROUP_RE = re.compile(r"^(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
+STORAGE_OPS = ("read", "create", "modify")
 METADATA_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 RseKind = Literal["posix", "s3", "webdav", "tape"]
@@ -225,6 +229,94 @@ class Messaging(_Strict):
     password: str = "guest"
 
 
+class TokenClients(_Strict):
+    """Client registrations at the issuer: which robot client each service and DAQ account asks tokens with.
+
+    The transfer service has no client of its own: it copies with the per-file tokens Rucio's client asks for."""
+
+    rucio: str = "rucio"  # Rucio's conveyor/reaper: tokens for the transfer service and the storage
+    people: str = "people"  # people's device flow and refresh tokens (oidc-agent)
+    daq: dict[str, str] = {}  # DAQ account -> its robot client (default: the account's name)
+
+    @field_validator("rucio", "people")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return _check(CLIENT_RE, "client id", v)
+
+    @field_validator("daq")
+    @classmethod
+    def _ids(cls, v: dict[str, str]) -> dict[str, str]:
+        for client in v.values():
+            _check(CLIENT_RE, "client id", client)
+        return v
+
+
+class GroupGrant(_Strict):
+    """What a `wlcg.groups` group may do on the S3 sites without storage scopes (MinIO's claim-based policy)."""
+
+    group: str
+    permissions: list[Literal["read", "create", "modify"]]
+    path: str = "/"  # /<bucket>[/<key prefix>]
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, v: str) -> str:
+        return _check(GROUP_RE, "group", v)
+
+    @field_validator("permissions")
+    @classmethod
+    def _permissions(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one of read, create, modify is required")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or "//" in v or any(c.isspace() for c in v):
+            raise ValueError(f"path {v!r} must be /<bucket>[/<prefix>] (absolute, no blanks)")
+        return v
+
+    def scopes(self) -> list[str]:
+        """The grant as WLCG storage scopes (`storage.read:/cygno-data`)."""
+        return [f"storage.{op}:{self.path}" for op in self.permissions]
+
+
+class Tokens(_Strict):
+    """The WLCG token issuer (INDIGO IAM in production, the testbed's identity provider on the testbed) and what
+    the services expect of its tokens. Production differs from the testbed only in `issuer` and `clients`."""
+
+    issuer: str
+    clients: TokenClients = TokenClients()
+    rucio_audience: str = "rucio"  # Rucio's own login (storage and transfer-service audiences are their hosts)
+    groups: dict[str, list[str]] = {}  # role or "rucio" -> wlcg.groups; default: /<experiment>/<role>
+    group_grants: list[GroupGrant] = []  # S3 sites: permissions of tokens without storage scopes, by group
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        if not re.fullmatch(r"https://[^/\s?#]+(/[^\s?#]*)?", v):
+            raise ValueError(f"issuer {v!r} must be an https:// URL with a host (no query or fragment)")
+        return v
+
+    @field_validator("rucio_audience")
+    @classmethod
+    def _audience(cls, v: str) -> str:
+        if not v or any(c.isspace() for c in v):
+            raise ValueError(f"audience {v!r} must be one word")
+        return v
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for who, groups in v.items():
+            if who not in ("rucio", *get_args(Role)):
+                raise ValueError(f"{who!r} must be 'rucio' or a role {list(get_args(Role))}")
+            for group in groups:
+                _check(GROUP_RE, "group", group)
+        return v
+
+
 class TapeTiming(_Strict):
     """How the testbed's tape endpoint behaves: seconds to migrate, to evict from the buffer, to recall."""
 
@@ -237,7 +329,6 @@ class TestbedSettings(_Strict):
     host: str = "127.0.0.1"
     rucio_port: int = 18080
     fts_port: int = 18446
-    idp_port: int = 18443  # the testbed identity provider (tokens), https on `host`
     tape: TapeTiming = TapeTiming()
 
 
@@ -254,6 +345,7 @@ class Profile(_Strict):
     ingest: Ingest = Ingest()
     quotas: dict[str, Annotated[int, Field(ge=0)]] = {}  # RSE -> bytes per account; default 1 PB on every RSE
     messaging: Messaging | None = None  # Hermes hints for the lifecycle daemon (none: reconciliation only)
+    tokens: Tokens | None = None  # WLCG tokens (none: services take certificates, passwords and keys only)
     testbed: TestbedSettings = TestbedSettings()
 
     @field_validator("rses")
@@ -285,7 +377,22 @@ class Profile(_Strict):
             if rse not in self.rses:
                 raise ValueError(f"quotas: unknown RSE {rse!r}")
         self._check_ingest()
+        if self.tokens is not None:
+            self._check_tokens(self.tokens)
         return self
+
+    def _check_tokens(self, tokens: Tokens) -> None:
+        for account in tokens.clients.daq:
+            if account not in {a.name for a in self.accounts_with("daq")}:
+                raise ValueError(f"tokens.clients.daq.{account}: not a DAQ account of [[accounts]]")
+        ids = [tokens.clients.rucio, tokens.clients.people, *(self.token_client(a.name) for a in self.accounts_with("daq"))]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"tokens.clients: client ids must be distinct, got {ids}")
+        buckets = set(self.scopes.all)
+        for n, grant in enumerate(tokens.group_grants):
+            bucket = grant.path.strip("/").split("/")[0]
+            if bucket and bucket not in buckets and not bucket.startswith(self.scopes.user_prefix):
+                raise ValueError(f"tokens.group_grants.{n}.path: bucket {bucket!r} is not a scope of the profile")
 
     def _check_ingest(self) -> None:
         groups = set(self.naming.raw_name_re.groupindex)
@@ -312,6 +419,24 @@ class Profile(_Strict):
             raise ValueError(f"processing.output_scope: {proc.output_scope!r} is not an analysis scope")
         if proc.output_scope is None and not self.scopes.analysis:
             raise ValueError("processing: the profile has no analysis scope for outputs")
+
+    def token_client(self, account: str) -> str:
+        """The robot client a DAQ account asks tokens with."""
+        assert self.tokens is not None
+        return self.tokens.clients.daq.get(account, account)
+
+    def token_groups(self, who: str) -> list[str]:
+        """The `wlcg.groups` of a role's tokens (or of Rucio's, `who` = "rucio")."""
+        assert self.tokens is not None
+        return list(self.tokens.groups.get(who, [f"/{self.experiment.name}/{who}"]))
+
+    def token_audience(self, service: str) -> str:
+        """The audience a service's tokens must name: `rucio` (login), or the host of an RSE's endpoint, as Rucio 41
+        asks for it (`determine_audience_for_rse`) and the DAQ uploader does."""
+        assert self.tokens is not None
+        if service == "rucio":
+            return self.tokens.rucio_audience
+        return urlsplit(self.rses[service].endpoint or "").hostname or ""
 
     def accounts_with(self, role: str) -> list[Account]:
         """Accounts holding a role."""

@@ -37,12 +37,23 @@ class TokenSource(Protocol):
         """A bearer token for `audience` valid for at least the source's margin."""
 
 
+def unverified_claims(token: str) -> dict:
+    """The claims of a JWT, not verified: only to choose what to do with a token that its audience verifies."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, TypeError):
+        raise TokenError("the access token is not a JWT") from None
+    if not isinstance(claims, dict):
+        raise TokenError("the access token is not a JWT")
+    return claims
+
+
 def expiry(token: str) -> float:
     """The `exp` claim of a JWT (not verified: the client only schedules its renewal with it)."""
     try:
-        payload = token.split(".")[1]
-        return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
+        return float(unverified_claims(token)["exp"])
+    except (TokenError, KeyError, ValueError, TypeError):
         raise TokenError("the access token is not a JWT with an `exp` claim") from None
 
 

@@ -6,7 +6,7 @@ clients through the client-credentials grant, and for people through the device 
 and people (password hashes, groups, scopes) come from a 0600 JSON file; the signing key is made at the first
 start and kept 0600 next to it, and so are the (hashed) refresh tokens.
 
-`python -m testbed.idp --host H --port P --config FILE --key FILE [--tls-dir DIR]`
+`python -m testbed.idp --host H --port P --config FILE --key FILE [--tls-dir DIR] [--issuer URL]`
 """
 
 from __future__ import annotations
@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, required=True, help="0600 JSON: lifetime, clients")
     p.add_argument("--key", type=Path, required=True, help="signing key set (made at the first start, 0600)")
     p.add_argument("--tls-dir", type=Path, help="serve https with a host certificate of the testbed CA")
+    p.add_argument("--issuer", help="issuer URL (the profile's [tokens] issuer; default: this host and port)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = json.loads(args.config.read_text())
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cert, key, _ = ensure_host_cert(args.tls_dir, args.host)
         context = (str(cert), str(key))
-    issuer = f"{'https' if context else 'http'}://{args.host}:{args.port}"
+    issuer = args.issuer or f"{'https' if context else 'http'}://{args.host}:{args.port}"
     app = create_app(issuer, config, load_or_create_key(args.key), args.key.with_name("refresh-tokens.json"))
     app.run(host=args.host, port=args.port, ssl_context=context, threaded=True)
     return 0

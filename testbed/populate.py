@@ -37,12 +37,13 @@ def populate(client: Client, profile: Profile, endpoints: dict[str, dict[str, An
 
 
 def add_token_identities(client: Client, profile: Profile, issuer: str) -> None:
-    """`SUB=<name>, ISS=<issuer>` (OIDC) for every account the identity provider knows by name (people log in with
-    their account name, the DAQ's robot client is named after its account), so their tokens log in to Rucio."""
+    """`SUB=<subject>, ISS=<issuer>` (OIDC) for every account the identity provider knows: people by their account
+    name, DAQ accounts by their robot client ([tokens.clients] daq), so their tokens log in to Rucio."""
     for acc in profile.accounts:
         if acc.name == "root" or not acc.password:
             continue
-        identity = f"SUB={acc.name}, ISS={issuer}"
+        subject = profile.token_client(acc.name) if acc.role == "daq" and profile.tokens else acc.name
+        identity = f"SUB={subject}, ISS={issuer}"
         if not any(i["type"] == "OIDC" and i["identity"] == identity for i in client.list_identities(acc.name)):
             client.add_identity(account=acc.name, identity=identity, authtype="OIDC", email=acc.email or "")
             log.info("%s: OIDC identity %s", acc.name, identity)

@@ -14,7 +14,6 @@ from testbed.private import write_private
 
 Sections = dict[str, dict[str, str]]
 ISSUER_KEY = "testbed"  # the identity provider's entry in idpsecrets.json
-RUCIO_AUDIENCE = "rucio"  # the audience of tokens Rucio's server accepts for its own login
 
 
 def server_sections(profile: Profile, state: Path, database_url: str, rucio_url: str, fts_url: str) -> Sections:
@@ -44,16 +43,17 @@ def server_sections(profile: Profile, state: Path, database_url: str, rucio_url:
             "poller_oldest_first": "True", "use_preparer": "False",
             "poller_oidc_support": "True",  # the poller asks FTS about token-submitted jobs with a token too
         },
-        # Tokens for transfers and deletions on oidc_support RSEs: Rucio's request_token reads the client
-        # credentials of `admin_issuer` from the idpsecrets file (0600, written by write_idp_secrets).
-        # People and the DAQ log in to Rucio with the identity provider's tokens too (WLCG bearer token discovery,
-        # `auth_type = oidc`): audience `rucio`, scope `openid`, mapped to accounts by their OIDC identities.
-        "oidc": {"idpsecrets": str(state / "etc" / "idpsecrets.json"), "admin_issuer": ISSUER_KEY,
-                 "expected_audience": RUCIO_AUDIENCE, "expected_scope": "openid"},
         "upload": {}, "download": {},
         "credentials": {"signature_lifetime": "3600"},
         "api": {},
     }
+    if profile.tokens is not None:
+        # Tokens for transfers and deletions on oidc_support RSEs: Rucio's request_token reads the client
+        # credentials of `admin_issuer` from the idpsecrets file (0600, written by write_idp_secrets).
+        # People and the DAQ log in to Rucio with the issuer's tokens too (WLCG bearer token discovery,
+        # `auth_type = oidc`): the profile's Rucio audience, scope `openid`, mapped to accounts by OIDC identities.
+        sections["oidc"] = {"idpsecrets": str(state / "etc" / "idpsecrets.json"), "admin_issuer": ISSUER_KEY,
+                            "expected_audience": profile.tokens.rucio_audience, "expected_scope": "openid"}
     if profile.messaging is not None:  # Hermes delivers the server's messages to the broker (STOMP)
         m = profile.messaging
         sections["messaging-hermes"] = {

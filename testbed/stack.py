@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import sqlalchemy as sa
 from authlib.oauth2.rfc8628 import DEVICE_CODE_GRANT_TYPE
 from werkzeug.security import generate_password_hash
 
-from cygno_dm.profile import Profile, load_profile
+from cygno_dm.profile import Profile, Tokens, load_profile
 from testbed import daemons, rucio_config
 from testbed.private import private_dir, write_private
 from testbed.rses import host_port, rse_settings, s3_credentials, storage_dir
@@ -29,12 +30,10 @@ from testbed.supervisor import Component, Supervisor, healthy
 
 log = logging.getLogger(__name__)
 
-PEOPLE_CLIENT = "people"  # the identity provider's client for people (oidc-agent's device flow, refresh tokens)
 DEFAULT_STATE = Path(os.environ.get("CYGNO_DM_STATE", ".state/testbed"))
 RUCIO_SERVER = "rucio-server"
 RUCIO_CERT, FTS_CERT = "service-rucio", "service-fts"  # client certificates of Rucio's daemons and the FTS
 DAEMONS = "rucio-daemons"
-RUCIO_CLIENT = "rucio"  # Rucio's client at the identity provider (tokens for FTS and the storage)
 
 
 class TestbedError(RuntimeError):
@@ -96,26 +95,39 @@ def _saved_secrets(path: Path) -> dict[str, str]:
 
 
 def idp_clients(profile: Profile, fts_host: str, secrets: dict[str, str]) -> dict[str, Any]:
-    """The identity provider's robot clients: Rucio (transfers and storage) and each DAQ account (uploads)."""
-    audiences = [fts_host, *(host_port(r)[0] for r in profile.rses.values() if r.kind != "posix")]
-    storage = [f"storage.{op}:/" for op in ("read", "create", "modify", "stage")]
-    clients = [{"client_id": RUCIO_CLIENT, "scopes": ["fts", *storage], "audiences": audiences, "groups": ["/rucio"]}]
-    # DAQ accounts and people may also ask for tokens of audience `rucio` with scope `openid`: Rucio's own login.
+    """The identity provider's clients, as the profile's [tokens] registers them: Rucio's (transfers and storage),
+    each DAQ account's (uploads) and the people's (device flow)."""
+    tokens = token_settings(profile)
+    storage = [profile.token_audience(name) for name, rse in profile.rses.items() if rse.kind != "posix"]
+    ops = [f"storage.{op}:/" for op in ("read", "create", "modify", "stage")]
+    clients = [{"client_id": tokens.clients.rucio, "scopes": ["fts", *ops], "audiences": [fts_host, *storage],
+                "groups": profile.token_groups("rucio")}]
+    # DAQ accounts and people may also ask for tokens of Rucio's login audience with scope `openid`.
     for acc in profile.accounts_with("daq"):
         scopes = [f"storage.{op}:/{scope}" for scope in profile.scopes.raw for op in ("read", "create")]
-        clients.append({"client_id": acc.name, "scopes": ["openid", *scopes],
-                        "audiences": [*audiences[1:], rucio_config.RUCIO_AUDIENCE],
-                        "groups": [f"/{profile.experiment.name}/daq"]})
+        clients.append({"client_id": profile.token_client(acc.name), "scopes": ["openid", *scopes],
+                        "audiences": [*storage, tokens.rucio_audience], "groups": profile.token_groups("daq")})
     # People (oidc-agent, a physicist's notebook): the device flow and refresh tokens; each token carries only what
     # its person may have (idp_people).
     people = idp_people(profile)  # password hashes are slow on purpose: made once
     person_scopes = sorted({s for p in people for s in p["scopes"]})
-    clients.append({"client_id": PEOPLE_CLIENT, "scopes": ["openid", "offline_access", *person_scopes],
-                    "audiences": [*audiences[1:], rucio_config.RUCIO_AUDIENCE], "groups": [],
+    clients.append({"client_id": tokens.clients.people, "scopes": ["openid", "offline_access", *person_scopes],
+                    "audiences": [*storage, tokens.rucio_audience], "groups": [],
                     "grant_types": [DEVICE_CODE_GRANT_TYPE, "refresh_token"]})
     for client in clients:
         client["client_secret"] = secrets.get(client["client_id"]) or token_urlsafe(24)
     return {"lifetime": 1200, "clients": clients, "people": people}
+
+
+def token_settings(profile: Profile) -> Tokens:
+    """The profile's [tokens]: the testbed runs every service on tokens and needs them; its identity provider
+    serves the issuer at the root of the issuer's host and port."""
+    if profile.tokens is None:
+        raise TestbedError(f"profile {profile.experiment.name}: tokens: required by the testbed ([tokens] issuer)")
+    if urlsplit(profile.tokens.issuer).path:
+        raise TestbedError(f"profile {profile.experiment.name}: tokens.issuer: the testbed's identity provider "
+                           f"serves https://<host>:<port> with no path, got {profile.tokens.issuer!r}")
+    return profile.tokens
 
 
 def idp_people(profile: Profile) -> list[dict[str, Any]]:
@@ -127,7 +139,7 @@ def idp_people(profile: Profile) -> list[dict[str, Any]]:
             continue
         ops = ("read",) if acc.role == "user" else ("read", "create", "modify")
         people.append({"username": acc.name, "password_hash": generate_password_hash(acc.password),
-                       "groups": [f"/{profile.experiment.name}/{acc.role}"],
+                       "groups": profile.token_groups(acc.role),
                        "scopes": [f"storage.{op}:/{scope}" for scope in profile.scopes.all for op in ops]})
     return people
 
@@ -183,8 +195,8 @@ class Testbed:
 
     @property
     def idp_url(self) -> str:
-        """Issuer URL of the testbed identity provider."""
-        return f"https://{self.settings.host}:{self.profile.testbed.idp_port}"
+        """Issuer URL of the testbed identity provider: the profile's (it serves on that URL's host and port)."""
+        return token_settings(self.profile).issuer
 
     @property
     def idp_clients(self) -> Path:
@@ -195,9 +207,9 @@ class Testbed:
         """The 0600 token file of a DAQ account's robot client (client credentials), as `cygno_dm.tokens` reads it."""
         return self.state / "etc" / "idp" / f"robot-{account}.json"
 
-    def token_args(self) -> list[str]:
-        """Options of a service that accepts the identity provider's tokens."""
-        return ["--token-issuer", self.idp_url, "--token-ca", str(self.ca_dir / "ca.pem")]
+    def token_args(self, audience: str) -> list[str]:
+        """Options of a service that accepts the identity provider's tokens naming `audience`."""
+        return ["--token-issuer", self.idp_url, "--token-audience", audience, "--token-ca", str(self.ca_dir / "ca.pem")]
 
     @property
     def rucio_cfg(self) -> Path:
@@ -258,7 +270,7 @@ class Testbed:
                         "--access-key", rse.credentials["access_key"],
                         "--secret-key-file", str(self.state / "etc" / "s3" / f"{name}.key"),
                         "--state-dir", root, "--tls-dir", tls, *(x for b in buckets for x in ("--bucket", b)),
-                        *self.token_args()]
+                        *self.token_args(self.profile.token_audience(name))]
                 health = (lambda u: lambda: s3_ready(u))(url)
             elif rse.kind == "webdav":
                 scheme = "https" if rse.endpoint.startswith(("https", "davs")) else "http"
@@ -266,7 +278,7 @@ class Testbed:
                 argv = [py, "-m", "testbed.storage.webdav", "--host", host, "--port", str(port), "--root", root,
                         "--state-dir", str(self.state / "xrootd" / name), "--tls-dir", tls,
                         *(x for dn in self.writer_dns() for x in ("--writer-dn", dn)),
-                        *self.token_args(), "--token-base-path", rse.prefix]
+                        *self.token_args(self.profile.token_audience(name)), "--token-base-path", rse.prefix]
                 health = (lambda u: lambda: webdav_ready(u))(url)
             else:
                 secure = rse.endpoint.startswith(("https", "davs"))
@@ -274,7 +286,7 @@ class Testbed:
                 argv = [py, "-m", "testbed.tape", "--host", host, "--port", str(port), "--root", root,
                         "--migrate-after", str(tape.migrate_after), "--evict-after", str(tape.evict_after),
                         "--stage-latency", str(tape.stage_latency), *(["--tls-dir", tls] if secure else []),
-                        *self.token_args(), "--token-base-path", rse.prefix]
+                        *self.token_args(self.profile.token_audience(name)), "--token-base-path", rse.prefix]
                 health = (lambda u: lambda: http_ok(f"{u}/.well-known/wlcg-tape-rest-api"))(url)
             comps.append(Component(f"{rse.kind}-{name}", argv, url=url, health=health, start_timeout=60))
         return comps
@@ -283,9 +295,10 @@ class Testbed:
         """Everything `up` starts, in start order."""
         py = sys.executable
         gunicorn = str(Path(py).parent / "gunicorn")
+        issuer = urlsplit(self.idp_url)
         return [
-            Component("idp", [py, "-m", "testbed.idp", "--host", self.settings.host,
-                              "--port", str(self.profile.testbed.idp_port), "--config", str(self.idp_clients),
+            Component("idp", [py, "-m", "testbed.idp", "--host", str(issuer.hostname), "--issuer", self.idp_url,
+                              "--port", str(issuer.port or 443), "--config", str(self.idp_clients),
                               "--key", str(self.state / "etc" / "idp" / "keys.json"),
                               "--tls-dir", str(self.state / "tls")],
                       url=self.idp_url, health=lambda: http_ok(f"{self.idp_url}/health")),
@@ -296,8 +309,8 @@ class Testbed:
                  "--db", str(self.state / "fts" / "fts.db"),
                  "--s3-credentials", str(self.state / "etc" / "s3-credentials.json"),
                  "--tls-dir", str(self.state / "tls"), "--client-cert", str(self.client_cert(FTS_CERT)),
-                 "--s3-user-dn", client_dn(RUCIO_CERT), *self.token_args(),
-                 "--token-subject", f"{RUCIO_CLIENT}={client_dn(RUCIO_CERT)}",
+                 "--s3-user-dn", client_dn(RUCIO_CERT), *self.token_args(self.settings.host),
+                 "--token-subject", f"{token_settings(self.profile).clients.rucio}={client_dn(RUCIO_CERT)}",
                  *(x for e in self.storage_endpoints() for x in ("--storage-endpoint", e))],
                 url=self.fts_url, health=lambda: http_ok(f"{self.fts_url}/health"),
             ),
@@ -385,12 +398,14 @@ class Testbed:
         clients = idp_clients(self.profile, self.settings.host, _saved_secrets(self.idp_clients))
         write_private(self.idp_clients, json.dumps(clients, indent=1))
         for acc in self.profile.accounts_with("daq"):  # the DAQ's robot credentials: `--storage-token file:PATH`
-            robot = next(c for c in clients["clients"] if c["client_id"] == acc.name)
+            client_id = self.profile.token_client(acc.name)
+            robot = next(c for c in clients["clients"] if c["client_id"] == client_id)
             write_private(self.robot_token_file(acc.name), json.dumps({
-                "issuer": self.idp_url, "client_id": acc.name, "client_secret": robot["client_secret"],
+                "issuer": self.idp_url, "client_id": client_id, "client_secret": robot["client_secret"],
                 "ca": str(self.ca_dir / "ca.pem")}))
-        rucio = next(c for c in clients["clients"] if c["client_id"] == RUCIO_CLIENT)
-        rucio_config.write_idp_secrets(self.state / "etc" / "idpsecrets.json", self.idp_url, RUCIO_CLIENT,
+        rucio_id = token_settings(self.profile).clients.rucio
+        rucio = next(c for c in clients["clients"] if c["client_id"] == rucio_id)
+        rucio_config.write_idp_secrets(self.state / "etc" / "idpsecrets.json", self.idp_url, rucio_id,
                                        rucio["client_secret"])
         for name, rse in self.profile.rses.items():
             if rse.kind == "s3":

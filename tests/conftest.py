@@ -51,7 +51,8 @@ def profile_on_free_ports(path: Path, edit: Callable[[dict], None] | None = None
         if "endpoint" in rse:
             parts = urlsplit(rse["endpoint"])
             rse["endpoint"] = f"{parts.scheme}://{parts.hostname}:{free_port()}{parts.path}"
-    data.setdefault("testbed", {}).update(rucio_port=free_port(), fts_port=free_port(), idp_port=free_port())
+    data.setdefault("testbed", {}).update(rucio_port=free_port(), fts_port=free_port())
+    data["tokens"]["issuer"] = f"https://{urlsplit(data['tokens']['issuer']).hostname}:{free_port()}"
     if "messaging" in data:  # Hermes of each testbed on its own topic of the shared broker
         data["messaging"]["destination"] = f"/topic/rucio.events.{uuid.uuid4().hex[:8]}"
     if edit:

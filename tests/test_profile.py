@@ -56,6 +56,23 @@ def test_raw_name_rule(name: str, ok: bool) -> None:
     (lambda d: d["metadata"].update(run_number={"type": "integer"}), "metadata.run_number.type", "must be one of"),
     (lambda d: d["metadata"].update({"Run Number": {"type": "int"}}), "(top level)", "metadata key"),
     (lambda d: d["rses"]["CNAF_USERDISK"].update(tokens=True), "rses.CNAF_USERDISK", "only to davs:// endpoints"),
+    (lambda d: d["tokens"].update(issuer="http://iam.example"), "tokens.issuer", "must be an https:// URL"),
+    (lambda d: d["tokens"].update(issuer="https://iam.example/?x=1"), "tokens.issuer", "must be an https:// URL"),
+    (lambda d: d.pop("tokens").pop("issuer") and d.update(tokens={}), "tokens.issuer", "is required"),
+    (lambda d: d["tokens"]["clients"].update(rucio="a b"), "tokens.clients.rucio", "client id 'a b' must match"),
+    (lambda d: d["tokens"]["clients"].update(people="rucio"), "tokens.clients", "must be distinct"),
+    (lambda d: d["tokens"]["clients"]["daq"].update(alice="x"), "tokens.clients.daq.alice", "not a DAQ account"),
+    (lambda d: d["tokens"].update(rucio_audience="a b"), "tokens.rucio_audience", "must be one word"),
+    (lambda d: d["tokens"]["groups"].update(robots=["/cygno"]), "tokens.groups", "must be 'rucio' or a role"),
+    (lambda d: d["tokens"]["groups"].update(user=["cygno"]), "tokens.groups", "group 'cygno' must match"),
+    (lambda d: d["tokens"]["group_grants"][0].update(permissions=["write"]), "tokens.group_grants.0.permissions.0",
+     "must be one of"),
+    (lambda d: d["tokens"]["group_grants"][0].update(permissions=[]), "tokens.group_grants.0.permissions",
+     "at least one of"),
+    (lambda d: d["tokens"]["group_grants"][0].update(path="cygno-data"), "tokens.group_grants.0.path",
+     "must be /<bucket>"),
+    (lambda d: d["tokens"]["group_grants"][0].update(path="/elsewhere"), "tokens.group_grants.0.path",
+     "bucket 'elsewhere' is not a scope"),
 ])
 def test_broken_profile_names_field_and_rule(edit, field: str, rule: str) -> None:
     with pytest.raises(ProfileError) as err:
@@ -72,3 +89,14 @@ def test_missing_and_malformed_files(tmp_path) -> None:
     bad.write_text("[experiment\nname=")
     with pytest.raises(ProfileError, match="not valid TOML"):
         load_profile(bad)
+
+
+def test_production_tokens_differ_from_the_testbed_only_in_issuer_and_clients() -> None:
+    """docs/permissions.md: INDIGO IAM's issuer (with its trailing slash) and the client ids IAM registered are the
+    only token settings a production profile changes; audiences, groups and group grants stay."""
+    data = broken(lambda d: d["tokens"].update(issuer="https://iam-cygno.example.infn.it/", clients={
+        "rucio": "6f1c2d3e-rucio", "people": "0a9b8c7d-people", "daq": {"rucio-daq": "5e4d3c2b-daq"}}))
+    prod, testbed = parse_profile(data).tokens, load_profile("cygno-testbed").tokens
+    assert prod.issuer == "https://iam-cygno.example.infn.it/"
+    assert prod.model_dump(exclude={"issuer", "clients"}) == testbed.model_dump(exclude={"issuer", "clients"})
+    assert parse_profile(data).token_client("rucio-daq") == "5e4d3c2b-daq"

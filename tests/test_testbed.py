@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from testbed import stack
 from testbed.rses import storage_dir
-from testbed.stack import PEOPLE_CLIENT, RUCIO_CERT, Testbed
+from testbed.stack import RUCIO_CERT, Testbed
 from testbed.storage.tls import client_dn
 from tests.rucio_helpers import download, md5, new_run_name, rucio, s3_client, upload
 
@@ -228,7 +229,7 @@ def test_a_person_gets_a_token_by_the_device_flow_and_reads_but_cannot_write(tes
     the WebDAV endpoint and writes nothing (users read; data managers also create and modify)."""
     ca = str(testbed.ca_dir / "ca.pem")
     config = json.loads(testbed.idp_clients.read_text())
-    client = next(c for c in config["clients"] if c["client_id"] == PEOPLE_CLIENT)
+    client = next(c for c in config["clients"] if c["client_id"] == testbed.profile.tokens.clients.people)
     auth = (client["client_id"], client["client_secret"])
     dav = next(r for r in testbed.profile.rses.values() if r.kind == "webdav")
     base = dav.endpoint.replace("davs://", "https://")
@@ -255,3 +256,44 @@ def test_a_person_gets_a_token_by_the_device_flow_and_reads_but_cannot_write(tes
         assert refused.status_code == 403, refused.status_code
     finally:
         requests.delete(target, cert=rucio_cert, verify=ca, timeout=10)
+
+
+def test_the_testbed_takes_issuer_clients_and_audiences_from_the_profile(tmp_path: Path) -> None:
+    """[tokens] of the profile, not the testbed's defaults: the identity provider serves the profile's issuer with
+    its client registrations, and Rucio, the transfer service and every storage endpoint expect that issuer and
+    the profile's audiences (written config and command lines; nothing started)."""
+    from testbed.rucio_config import read_cfg
+    from tests.conftest import profile_on_free_ports
+
+    def edit(data: dict) -> None:
+        data["tokens"].update(issuer="https://127.0.0.1:28443", rucio_audience="cygno-rucio", clients={
+            "rucio": "rucio-robot", "people": "cygno-people", "daq": {"rucio-daq": "daq-robot"}})
+
+    tb = Testbed(tmp_path / "state", profile=str(profile_on_free_ports(tmp_path / "profile.toml", edit)))
+    tb.state.mkdir()
+    tb._write_config()
+    argv = {c.name: c.argv for c in tb.components()}
+
+    def option(name: str, flag: str) -> str:
+        return argv[name][argv[name].index(flag) + 1]
+
+    assert (option("idp", "--issuer"), option("idp", "--host"), option("idp", "--port")) == (
+        "https://127.0.0.1:28443", "127.0.0.1", "28443")
+    for name, rse in tb.profile.rses.items():
+        comp = f"{rse.kind}-{name}"
+        assert option(comp, "--token-issuer") == "https://127.0.0.1:28443"
+        assert option(comp, "--token-audience") == urlsplit(rse.endpoint).hostname
+    assert option("fts", "--token-issuer") == "https://127.0.0.1:28443"
+    assert option("fts", "--token-subject") == f"rucio-robot={client_dn(RUCIO_CERT)}"
+    clients = {c["client_id"]: c for c in json.loads(tb.idp_clients.read_text())["clients"]}
+    assert set(clients) == {"rucio-robot", "daq-robot", "cygno-people"}
+    assert "cygno-rucio" in clients["daq-robot"]["audiences"] and "rucio" not in clients["daq-robot"]["audiences"]
+    assert clients["daq-robot"]["groups"] == ["/cygno", "/cygno/daq"]
+    assert {p["username"]: p["groups"] for p in json.loads(tb.idp_clients.read_text())["people"]}["alice"] == ["/cygno"]
+    secrets = json.loads((tb.state / "etc" / "idpsecrets.json").read_text())["testbed"]
+    assert (secrets["issuer"], secrets["client_id"]) == ("https://127.0.0.1:28443", "rucio-robot")
+    assert read_cfg(tb.rucio_cfg)["oidc"]["expected_audience"] == "cygno-rucio"
+    edit_issuer = profile_on_free_ports(tmp_path / "path.toml", lambda d: d["tokens"].update(
+        issuer="https://127.0.0.1:28443/iam"))
+    with pytest.raises(stack.TestbedError, match=r"^profile cygno: tokens.issuer: .* no path, got 'https://127.0.0.1:28443/iam'$"):
+        Testbed(tmp_path / "other", profile=str(edit_issuer)).components()

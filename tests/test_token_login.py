@@ -19,7 +19,6 @@ from joserfc.jwk import RSAKey
 
 from cygno_dm.tokens import TokenFile
 from testbed.rses import host_port
-from testbed.rucio_config import RUCIO_AUDIENCE
 from testbed.stack import Testbed
 from tests.ingest.test_ingest_tokens import refresh_token_file
 from tests.test_token_transfers import Idp
@@ -47,15 +46,17 @@ def test_the_daq_and_people_log_in_to_rucio_with_tokens(testbed: Testbed, tmp_pa
     secrets = {c["client_id"]: c["client_secret"] for c in json.loads(tb.idp_clients.read_text())["clients"]}
     daq_name = tb.profile.accounts_with("daq")[0].name
     daq = Idp(tb)
-    daq.auth = (daq_name, secrets[daq_name])  # the DAQ's robot client (client credentials)
-    good = daq.token("openid", RUCIO_AUDIENCE)
+    daq_client = tb.profile.token_client(daq_name)  # the DAQ's robot client (client credentials)
+    daq.auth = (daq_client, secrets[daq_client])
+    rucio_audience = tb.profile.tokens.rucio_audience
+    good = daq.token("openid", rucio_audience)
     assert logged_in_as(rucio_with_token(tb, daq_name, good, "whoami")) == daq_name
 
     # A person: her token file (device flow, then refresh tokens) gives her a Rucio login too.
     user = tb.profile.accounts_with("user")[0].name
     scope = tb.profile.scopes.raw[0]
     path = refresh_token_file(tb, user, f"openid storage.read:/{scope}", tmp_path / user / "token.json")
-    token = TokenFile(path).token(RUCIO_AUDIENCE)
+    token = TokenFile(path).token(rucio_audience)
     assert logged_in_as(rucio_with_token(tb, user, token, "whoami")) == user
     listed = rucio_with_token(tb, user, token, "did", "list", f"{scope}:*", "--short", "--filter", "run_number>=0")
     assert listed.returncode == 0, listed.stderr[-2000:]
@@ -65,8 +66,8 @@ def test_the_daq_and_people_log_in_to_rucio_with_tokens(testbed: Testbed, tmp_pa
     header, claims = (json.loads(base64.urlsafe_b64decode(p + "==")) for p in good.split(".")[:2])
     refused = {
         "audience": daq.token("openid", storage_host),
-        "scope": daq.token(f"storage.read:/{scope}", RUCIO_AUDIENCE),
-        "expired": daq.expired("openid", RUCIO_AUDIENCE),
+        "scope": daq.token(f"storage.read:/{scope}", rucio_audience),
+        "expired": daq.expired("openid", rucio_audience),
         "forged": jwt.encode(header, claims, RSAKey.generate_key(2048)),
     }
     for why, bad in refused.items():

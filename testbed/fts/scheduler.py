@@ -15,7 +15,7 @@ from .copier import Copier, CopyRequest
 from .errors import TransferError
 from .metrics import Metrics
 from .store import Store
-from .tape import ON_TAPE, TapeClient, TapeError
+from .tape import ON_TAPE, TapeClient, TapeError, stage_token
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Scheduler:
         if not overwrite and params.get("overwrite_hop") and not self._last_hop(row, job):
             overwrite = True  # intermediate hops of a multihop job may be overwritten
         if not overwrite and params.get("overwrite_when_only_on_disk"):
-            overwrite = self._only_on_disk(row["dest_surl"])
+            overwrite = self._only_on_disk(row["dest_surl"], row.get("dest_token"))
         req = CopyRequest(source=row["source_surl"], dest=row["dest_surl"], filesize=row["filesize"],
                           checksum=row["checksum"], verify=job["verify_checksum"] or "none", overwrite=overwrite,
                           timeout=self.limits.transfer_timeout, cancel=cancel,
@@ -219,10 +219,10 @@ class Scheduler:
         if not ok:
             log.info("file %s of job %s was canceled while copying", file_id, job["job_id"])
 
-    def _only_on_disk(self, dest: str) -> bool:
+    def _only_on_disk(self, dest: str, token: str | None) -> bool:
         """Whether an existing tape destination is still only in the disk buffer (may be overwritten)."""
         try:
-            info = self.tape.archive_info([dest]).get(urls.path_of(dest), {})
+            info = self.tape.archive_info([dest], token).get(urls.path_of(dest), {})
         except TapeError:
             return False
         return info.get("locality") == "DISK"
@@ -273,7 +273,8 @@ class Scheduler:
             return None
         if (job["archive_timeout"] or 0) > 0:
             try:
-                info = self.tape.archive_info([row["dest_surl"]]).get(urls.path_of(row["dest_surl"]), {})
+                info = self.tape.archive_info([row["dest_surl"]], row.get("dest_token")).get(
+                    urls.path_of(row["dest_surl"]), {})
                 report["file_on_tape"] = info.get("locality") in ON_TAPE
             except TapeError:
                 pass
@@ -294,7 +295,7 @@ class Scheduler:
         for f in staging:
             req = f["staging_request"]
             try:
-                self.tape.cancel_stage(f["source_surl"], req["id"], [req["path"]])
+                self.tape.cancel_stage(f["source_surl"], req["id"], [req["path"]], stage_token(f["source_token"]))
             except TapeError:
                 pass
         self.wake()
@@ -318,14 +319,15 @@ class Scheduler:
                 if r["staging_request"]:
                     try:
                         self.tape.cancel_stage(r["source_surl"], r["staging_request"]["id"],
-                                               [r["staging_request"]["path"]])
+                                               [r["staging_request"]["path"]], stage_token(r["source_token"]))
                     except TapeError:
                         pass
                 continue
             if r["staging_request"]:
                 polled.setdefault(r["staging_request"]["id"], []).append(r)
-            else:
-                new.setdefault((r["job_id"], urls.http_base(r["source_surl"])), []).append(r)
+            else:  # one stage request per job, endpoint and credential
+                new.setdefault((r["job_id"], urls.http_base(r["source_surl"]), stage_token(r["source_token"])),
+                               []).append(r)
         for group in new.values():
             self._stage_submit(group, jobs[group[0]["job_id"]])
         for request_id, group in polled.items():
@@ -335,8 +337,12 @@ class Scheduler:
         surls = [r["source_surl"] for r in group]
         meta = (group[0].get("staging_metadata") or {}).get("default") if group[0].get("staging_metadata") else None
         try:
-            request_id = self.tape.stage(surls, job.get("copy_pin_lifetime"), meta)
+            request_id = self.tape.stage(surls, job.get("copy_pin_lifetime"), meta, stage_token(group[0]["source_token"]))
         except TapeError as exc:
+            if exc.refused:  # the same credential would be refused again: fail now, saying why
+                for r in group:
+                    self._stage_failed(r, f"STAGING [{errno.EACCES}] {exc}")
+                return
             log.warning("stage request for job %s failed (will retry until bring-online timeout): %s",
                         job["job_id"], exc)
             for r in group:
@@ -349,7 +355,7 @@ class Scheduler:
 
     def _stage_poll(self, request_id: str, group: list[dict[str, Any]]) -> None:
         try:
-            status = self.tape.stage_status(group[0]["source_surl"], request_id)
+            status = self.tape.stage_status(group[0]["source_surl"], request_id, stage_token(group[0]["source_token"]))
         except TapeError as exc:
             log.warning("polling stage request %s failed: %s", request_id, exc)
             return
@@ -380,14 +386,14 @@ class Scheduler:
 
     def _archive_step(self) -> None:
         rows = self.store.files_in_states([states.ARCHIVING])
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            groups.setdefault(urls.http_base(r["dest_surl"]), []).append(r)
-        for group in groups.values():
+        groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+        for r in rows:  # per endpoint and credential: each file's destination token, else the certificate
+            groups.setdefault((urls.http_base(r["dest_surl"]), r["dest_token"]), []).append(r)
+        for (_, token), group in groups.items():
             info: dict[str, dict[str, Any]] = {}
             error = None
             try:
-                info = self.tape.archive_info([r["dest_surl"] for r in group])
+                info = self.tape.archive_info([r["dest_surl"] for r in group], token)
             except TapeError as exc:
                 error = str(exc)
             for r in group:

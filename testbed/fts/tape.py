@@ -1,4 +1,10 @@
-"""WLCG Tape REST API v1 client: discovery, stage requests and archive information."""
+"""WLCG Tape REST API v1 client: discovery, stage requests and archive information.
+
+Each call presents either a file's bearer token (what Rucio sent with the job) or the service's client
+certificate (jobs without tokens). Stage requests go with the source token only when it carries a
+`storage.stage` scope: Rucio 41 asks only `storage.read` for sources, which WLCG tape endpoints refuse for
+staging; such jobs stage with the certificate, as FTS3 stages with the job's delegated proxy.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from typing import Any
 
 import requests
 
+from cygno_dm.tokens import TokenError, unverified_claims
+
 from . import urls
 
 log = logging.getLogger(__name__)
@@ -18,7 +26,28 @@ ON_TAPE = {"TAPE", "DISK_AND_TAPE"}
 
 
 class TapeError(Exception):
-    """The tape endpoint refused or failed a request."""
+    """The tape endpoint refused or failed a request (`status`: its HTTP status, if it answered)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """The endpoint refused the credential: retrying with it cannot help."""
+        return self.status in (401, 403)
+
+
+def stage_token(source_token: str | None) -> str | None:
+    """The token to stage a file with: its source token if that carries a `storage.stage` scope, else None (the
+    service's certificate). The scope is read unverified, only to choose; the tape endpoint verifies the token."""
+    if not source_token:
+        return None
+    try:
+        scopes = str(unverified_claims(source_token).get("scope", "")).split()
+    except TokenError:
+        return source_token  # not a JWT: presented anyway, and the endpoint says why it refuses it
+    return source_token if any(s.split(":", 1)[0] == "storage.stage" for s in scopes) else None
 
 
 @dataclass
@@ -67,18 +96,21 @@ class TapeClient:
             self._endpoints[base] = uri
         return uri
 
-    def _call(self, method: str, url: str, body: Any = None) -> requests.Response:
+    def _call(self, method: str, url: str, body: Any = None, token: str | None = None) -> requests.Response:
+        """One Tape REST call with the bearer `token`, or with the service's certificate when there is none."""
+        auth = {"headers": {"Authorization": f"Bearer {token}"}} if token else {"cert": self.cert}
         try:
-            resp = requests.request(method, url, json=body, timeout=self.timeout, verify=self.verify,
-                                    cert=self.cert)
+            resp = requests.request(method, url, json=body, timeout=self.timeout, verify=self.verify, **auth)
         except requests.RequestException as exc:
             raise TapeError(f"{method} {url} failed: {exc}") from None
         if resp.status_code >= 400:
-            raise TapeError(f"{method} {url} answered HTTP {resp.status_code}: {_problem(resp)}")
+            via = "the file's bearer token" if token else "the service certificate"
+            raise TapeError(f"{method} {url} answered HTTP {resp.status_code}: {_problem(resp)} ({via})",
+                            resp.status_code)
         return resp
 
     def stage(self, surls: list[str], disk_lifetime: int | None = None,
-              metadata: dict[str, Any] | None = None) -> str:
+              metadata: dict[str, Any] | None = None, token: str | None = None) -> str:
         """Create a stage request for files of one endpoint; returns its request id."""
         uri = self.endpoint(surls[0])
         files = []
@@ -89,17 +121,17 @@ class TapeClient:
             if metadata:
                 entry["targetedMetadata"] = metadata
             files.append(entry)
-        resp = self._call("POST", f"{uri}/stage", {"files": files})
+        resp = self._call("POST", f"{uri}/stage", {"files": files}, token)
         request_id = resp.json().get("requestId")
         if not request_id:
             raise TapeError(f"POST {uri}/stage returned no requestId")
         log.info("stage request %s for %d file(s) at %s", request_id, len(files), uri)
         return str(request_id)
 
-    def stage_status(self, surl: str, request_id: str) -> dict[str, StageFileStatus]:
+    def stage_status(self, surl: str, request_id: str, token: str | None = None) -> dict[str, StageFileStatus]:
         """State of every file of a stage request, keyed by path."""
         uri = self.endpoint(surl)
-        doc = self._call("GET", f"{uri}/stage/{request_id}").json()
+        doc = self._call("GET", f"{uri}/stage/{request_id}", token=token).json()
         out: dict[str, StageFileStatus] = {}
         for f in doc.get("files", []):
             state = f.get("state")
@@ -109,19 +141,19 @@ class TapeClient:
             out[f.get("path")] = StageFileStatus(f.get("path"), state, f.get("error"))
         return out
 
-    def cancel_stage(self, surl: str, request_id: str, paths: list[str]) -> None:
+    def cancel_stage(self, surl: str, request_id: str, paths: list[str], token: str | None = None) -> None:
         """Cancel files of a stage request (best effort)."""
         uri = self.endpoint(surl)
         try:
-            self._call("POST", f"{uri}/stage/{request_id}/cancel", {"paths": paths})
+            self._call("POST", f"{uri}/stage/{request_id}/cancel", {"paths": paths}, token)
         except TapeError as exc:
             log.warning("cancel of stage request %s failed: %s", request_id, exc)
 
-    def archive_info(self, surls: list[str]) -> dict[str, dict[str, Any]]:
+    def archive_info(self, surls: list[str], token: str | None = None) -> dict[str, dict[str, Any]]:
         """archiveinfo of files (locality or error), keyed by path."""
         uri = self.endpoint(surls[0])
         body = {"paths": [urls.path_of(s) for s in surls]}
-        doc = self._call("POST", f"{uri}/archiveinfo", body).json()
+        doc = self._call("POST", f"{uri}/archiveinfo", body, token).json()
         return {entry.get("path"): entry for entry in doc}
 
 

@@ -1,9 +1,12 @@
 """STS AssumeRoleWithWebIdentity at an S3 site, as MinIO offers it: a WLCG token becomes temporary S3 keys.
 
-The token is checked by `WlcgTokenVerifier` (issuer, JWKS signature, audience = the site's host, expiry); its
-`storage.*` scopes become the credentials' permissions, with bucket = the scope path's first component (the
-Rucio scope on the testbed). Temporary credentials live only in this process's memory and expire with
-min(DurationSeconds, the token's expiry). Secrets and tokens are never logged.
+The token is checked by `WlcgTokenVerifier` (issuer, JWKS signature, audience = the site's host, expiry). Its
+permissions, with bucket = the path's first component (the Rucio scope on the testbed), come from
+- its `storage.*` scopes, when it has any (WLCG capability-based authorisation: the scopes alone decide), else
+- its `wlcg.groups`, through the profile's `[[tokens.group_grants]]` (MinIO's claim-based policy: a group names
+  what it may do; WLCG group semantics: only the groups listed count, a subgroup does not imply its parent).
+Temporary credentials live only in this process's memory and expire with min(DurationSeconds, the token's
+expiry). Secrets and tokens are never logged.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 from xml.sax.saxutils import escape
 
+from cygno_dm.profile import load_profile
 from cygno_dm.tokens import expiry
 from testbed.auth import AuthError, TokenIdentity
 from testbed.tokens import has_storage_scope
@@ -113,10 +118,29 @@ def sts_params(environ: dict[str, Any]) -> dict[str, str] | None:
     return params if "Action" in params else None
 
 
+@cache
+def profile_grants() -> dict[str, tuple[str, ...]]:
+    """group -> the storage scopes the profile ($CYGNO_DM_PROFILE, as for every testbed process) grants it."""
+    tokens = load_profile().tokens
+    grants: dict[str, tuple[str, ...]] = {}
+    for grant in tokens.group_grants if tokens else ():
+        grants[grant.group] = (*grants.get(grant.group, ()), *grant.scopes())
+    return grants
+
+
+def granted_scopes(identity: TokenIdentity, grants: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
+    """The storage scopes a token's credentials get: its own storage scopes if it has any, else its groups'."""
+    own = frozenset(s for s in identity.scopes if s.partition(":")[0] in {f"storage.{op}" for op in STORAGE_OPS})
+    return own or frozenset(s for group in identity.groups for s in grants.get(group, ()))
+
+
 def assume_role_with_web_identity(
     params: dict[str, str], verify: Callable[[str], TokenIdentity], store: CredentialStore,
+    grants: Mapping[str, tuple[str, ...]] | None = None,
 ) -> tuple[TempCredentials, TokenIdentity]:
-    """Check the request and its token, and mint credentials; StsError (one-line reason) when refused."""
+    """Check the request and its token, and mint credentials; StsError (one-line reason) when refused.
+
+    `grants` (group -> storage scopes) default to the profile's group grants."""
     if params.get("Action") != ACTION:
         raise StsError("400 Bad Request", "InvalidAction", f"Action: only {ACTION} is offered by this site")
     if params.get("Version") != VERSION:
@@ -139,13 +163,14 @@ def assume_role_with_web_identity(
         identity = verify(token)
     except AuthError as exc:
         raise StsError("400 Bad Request", "InvalidIdentityToken", str(exc)) from None
-    if not any(s.partition(":")[0] in {f"storage.{op}" for op in STORAGE_OPS} for s in identity.scopes):
-        raise StsError("403 Forbidden", "AccessDenied",
-                       "WebIdentityToken: no storage.read/create/modify scope, nothing to grant")
+    scopes = granted_scopes(identity, profile_grants() if grants is None else grants)
+    if not scopes:
+        raise StsError("403 Forbidden", "AccessDenied", "WebIdentityToken: no storage.read/create/modify scope and "
+                       f"no group with a grant here (groups: {', '.join(identity.groups) or 'none'}), nothing to grant")
     expires = min(store.clock() + duration, expiry(token))  # a token the verifier accepted
-    creds = store.mint(identity, expires)
-    log.info("STS: %s for sub=%s scopes=%s until %s", creds.access_key, identity.subject,
-             " ".join(sorted(s for s in identity.scopes if s.startswith("storage."))), iso(expires))
+    creds = store.mint(replace(identity, scopes=scopes), expires)
+    log.info("STS: %s for sub=%s scopes=%s%s until %s", creds.access_key, identity.subject, " ".join(sorted(scopes)),
+             "" if scopes <= identity.scopes else f" (granted to groups {','.join(identity.groups)})", iso(expires))
     return creds, identity
 
 

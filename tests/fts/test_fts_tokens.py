@@ -247,6 +247,52 @@ def test_copies_use_the_per_file_tokens_rucio_sends(idp: Idp, fts_factory: Calla
         _stop(tape.proc)
 
 
+def test_staging_presents_the_per_file_source_token_to_the_tape(idp: Idp, fts_factory: Callable[..., FtsProcess],
+                                                                fts_tls: FtsTls, tmp_path: Path) -> None:
+    """Tape REST stage and status calls of a file with a source token that carries storage.stage go with that token,
+    not the service certificate; a token the tape refuses fails the file at once, saying why; a source token with
+    storage.read only (what Rucio 41 asks for sources) stages with the certificate, as jobs without tokens do."""
+    tape = TapeEndpoint(tmp_path / "tape", 0.3, 0.3, 0.5, fts_tls, ("--token-issuer", idp.url, "--token-ca",
+                                                                    idp.tls.ca))
+    fts = fts_factory("--token-issuer", idp.url, "--token-ca", idp.tls.ca)
+    try:
+        for name in ("a", "b", "c", "d"):
+            assert tape.request("PUT", f"/cygno/t/{name}.bin", data=name.encode() * 1000).status_code == 201
+        for name in ("a", "b", "c", "d"):
+            wait_for(lambda n=name: tape.locality(f"/cygno/t/{n}.bin") == "TAPE", 60, 0.2, what="tape-only file")
+
+        def stage(name: str, token: str | None) -> dict[str, Any]:
+            files = [{"sources": [tape.url(f"/cygno/t/{name}.bin")], "destinations": [f"file://{tmp_path}/{name}"],
+                      "source_tokens": [token], "destination_tokens": [None]}]
+            return fts.wait_job(fts.submit(files, bring_online=60, copy_pin_lifetime=60))
+
+        stager = idp.token("rucio", "storage.stage:/cygno storage.read:/cygno", TAPE_HOST)
+        ok = stage("a", stager)
+        assert ok["job_state"] == "FINISHED", ok["files"][0]["reason"]
+        assert (tmp_path / "a").read_bytes() == b"a" * 1000
+        log = (tmp_path / "tape" / "tape.log").read_text()
+        assert "POST /api/v1/stage by rucio (token)" in log and "POST /api/v1/stage by /" not in log
+
+        for name, token, status, why in (
+            ("b", idp.token("elsewhere", "storage.stage:/cygno", "storage.example.org"), 401, "aud"),
+            ("c", idp.token("rucio", "storage.stage:/cygno/other", TAPE_HOST), 403, "no storage.stage scope"),
+        ):
+            job = stage(name, token)
+            reason = job["files"][0]["reason"]
+            assert job["job_state"] == "FAILED" and reason.startswith("STAGING [13]"), reason
+            assert f"HTTP {status}: " in reason and reason.endswith("(the file's bearer token)"), reason
+            assert why in reason and "\n" not in reason, reason
+            assert tape.locality(f"/cygno/t/{name}.bin") == "TAPE" and not (tmp_path / name).exists()
+
+        reader = idp.token("reader", "storage.read:/cygno", TAPE_HOST)
+        assert stage("d", reader)["job_state"] == "FINISHED"
+        log = (tmp_path / "tape" / "tape.log").read_text()
+        assert log.count("POST /api/v1/stage by rucio (token)") == 1 and "POST /api/v1/stage by /" in log
+        assert token_free(fts.log.read_text() + log, [stager, reader])
+    finally:
+        _stop(tape.proc)
+
+
 def test_registered_storage_scopes_grant_sub_paths_only() -> None:
     assert covers("storage.read:/", "storage.read:/cygno-data") and covers("storage.read:/", "storage.read:")
     assert covers("storage.create:/cygno", "storage.create:/cygno/x") and covers("fts", "fts")

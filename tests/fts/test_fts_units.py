@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import json
@@ -13,7 +14,7 @@ import responses
 
 from testbed.fts import checksums, credentials, submission, urls
 from testbed.fts.errors import TransferError
-from testbed.fts.tape import TapeClient, TapeError
+from testbed.fts.tape import TapeClient, TapeError, stage_token
 
 S3_HOSTS = {"127.0.0.41", "s3.example.org:9000"}
 
@@ -114,6 +115,29 @@ def test_tape_problem_details_are_reported() -> None:
     responses.post(BASE + "/api/v1/archiveinfo", status=503, body="busy")
     with pytest.raises(TapeError, match="HTTP 503: busy"):
         TapeClient().archive_info(["dav://tape.example:8080/x"])
+
+
+@responses.activate
+def test_tape_calls_present_a_token_that_can_stage_else_the_certificate() -> None:
+    """A source token with storage.stage goes as a bearer token; Rucio 41's storage.read-only token and jobs without
+    tokens leave the call to the service certificate (stage_token)."""
+    def jwt_with(scope: str) -> str:
+        return "e30." + base64.urlsafe_b64encode(json.dumps({"scope": scope}).encode()).decode().rstrip("=") + ".sig"
+
+    stager, reader = jwt_with("storage.stage:/ storage.read:/"), jwt_with("storage.read:/")
+    assert stage_token(stager) == stager and stage_token(reader) is None and stage_token(None) is None
+    assert stage_token("not-a-jwt") == "not-a-jwt"  # presented, so that the endpoint says why it is refused
+    responses.get(BASE + "/.well-known/wlcg-tape-rest-api", json=DISCOVERY)
+    responses.post(BASE + "/api/v1/stage", status=201, json={"requestId": "r1"})
+    responses.post(BASE + "/api/v1/archiveinfo", status=403, json={"detail": "no storage.read scope"})
+    TapeClient(cert="/service.pem").stage(["dav://tape.example:8080/x"], token=stager)
+    assert responses.calls[-1].request.headers["Authorization"] == f"Bearer {stager}"
+    TapeClient(cert="/service.pem").stage(["dav://tape.example:8080/x"])
+    assert "Authorization" not in responses.calls[-1].request.headers
+    with pytest.raises(TapeError) as err:
+        TapeClient().archive_info(["dav://tape.example:8080/x"], token=reader)
+    assert err.value.refused and str(err.value).endswith("no storage.read scope (the file's bearer token)")
+    assert reader not in str(err.value)
 
 
 @responses.activate

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from testbed.people_login import token_file
-from testbed.stack import PEOPLE_CLIENT, Testbed
+from testbed.stack import Testbed
 from tests.ingest.conftest import DAQ
 from tests.ingest.helpers import run_file
 
@@ -25,7 +25,7 @@ CYGNO_DM = str(Path(sys.executable).with_name("cygno-dm"))
 
 def refresh_token_file(tb: Testbed, person: str, scope: str, path: Path) -> Path:
     """`person`'s device-flow grant at the testbed identity provider, kept as a 0600 token file."""
-    client = next(c for c in json.loads(tb.idp_clients.read_text())["clients"] if c["client_id"] == PEOPLE_CLIENT)
+    client = next(c for c in json.loads(tb.idp_clients.read_text())["clients"] if c["client_id"] == tb.profile.tokens.clients.people)
     return token_file(tb.idp_url, str(tb.ca_dir / "ca.pem"), (client["client_id"], client["client_secret"]), person,
                       tb.profile.account(person).password, f"offline_access {scope}", path)
 

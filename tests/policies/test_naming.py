@@ -87,6 +87,7 @@ def _second_experiment(name: str = "flash", scopes: tuple[str, ...] = ("flash-ra
     data["naming"]["tags"] = ["GS"]
     data["accounts"] = [{"name": "root", "role": "root", "password": "x"}, {"name": account, "role": role}]
     data["processing"] = None  # no analysis scope, so no reconstruction outputs either
+    data["tokens"] = None  # CYGNO's clients and group grants name CYGNO's accounts and scopes
     return data
 
 

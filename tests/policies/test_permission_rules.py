@@ -18,6 +18,7 @@ def _flash() -> dict:
     data["accounts"] = [{"name": "root", "role": "root", "password": "x"}, {"name": "flash-daq", "role": "daq"},
                         {"name": "flash-dm", "role": "data-manager"}, {"name": "flash-admin", "role": "admin"},
                         {"name": "bob", "role": "user"}]
+    data["tokens"] = None  # CYGNO's clients and group grants name CYGNO's accounts and scopes
     return data
 
 

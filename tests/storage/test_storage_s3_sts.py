@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -44,7 +45,12 @@ CLIENTS = {  # id: (scopes, audiences, lifetime)
     "shortdaq": (["storage.read:/cygno-data", "storage.create:/cygno-data"], [HOST], 3),
     "elsewhere": (["storage.read:/cygno-data"], ["127.0.0.99"], None),
     "noscope": (["fts"], [HOST], None),
+    "member": (["openid"], [HOST], None),  # no storage scope; wlcg.groups below
+    "daqgroup": (["openid"], [HOST], None),
 }
+# wlcg.groups of those clients; the packaged profile's [[tokens.group_grants]]: /cygno reads every bucket,
+# /cygno/daq creates in cygno-data (and, WLCG: a subgroup does not imply its parent, so it reads nothing)
+GROUPS = {"member": ["/cygno"], "daqgroup": ["/cygno/daq"], "noscope": ["/elsewhere"]}
 
 
 class Site(NamedTuple):
@@ -62,7 +68,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ca = str(tls / "ca" / "ca.pem")
     config = {"lifetime": 600, "clients": [
         {"client_id": cid, "client_secret": f"{cid}-secret", "scopes": scopes, "audiences": auds,
-         **({"lifetime": life} if life else {})} for cid, (scopes, auds, life) in CLIENTS.items()]}
+         "groups": GROUPS.get(cid, []), **({"lifetime": life} if life else {})}
+        for cid, (scopes, auds, life) in CLIENTS.items()]}
     write_private(base / "idp.json", json.dumps(config))
     idp_url = f"https://{IDP_HOST}:{free_port(IDP_HOST)}"
     servers = [Server(python_module("testbed.idp", "--host", IDP_HOST, "--port", idp_url.rsplit(":", 1)[1],
@@ -72,10 +79,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     try:
         url = f"https://{HOST}:{free_port(HOST)}"
         secret = write_private(base / "site.key", SECRET)
+        profile, os.environ["CYGNO_DM_PROFILE"] = os.environ.get("CYGNO_DM_PROFILE"), "cygno-testbed"  # group grants
         servers.append(Server(python_module(
             "testbed.storage.s3", "--host", HOST, "--port", url.rsplit(":", 1)[1], "--access-key", ACCESS,
             "--secret-key-file", str(secret), "--bucket", "cygno-data", "--bucket", "cygno-sim", "--tls-dir",
             str(tls), "--token-issuer", idp_url, "--token-ca", ca), base / "s3.log", lambda: s3_ready(url)))
+        if profile is None:
+            del os.environ["CYGNO_DM_PROFILE"]
+        else:
+            os.environ["CYGNO_DM_PROFILE"] = profile
         yield Site(url, ca, idp_url)
         log = (base / "s3.log").read_text()
         assert SECRET not in log and "-secret" not in log  # neither site secrets nor temporary ones are logged
@@ -235,8 +247,25 @@ def test_bad_tokens_get_no_credentials(site: Site, case: str) -> None:
     code = "AccessDenied" if case == "no storage scope" else "InvalidIdentityToken"
     message = refused(lambda: sts(site, web_token), code)
     assert "\n" not in message and web_token not in message
-    assert {"wrong audience": "aud", "forged": "signature", "no storage scope": "storage",
+    assert {"wrong audience": "aud", "forged": "signature", "no storage scope": "no group with a grant",
             "garbage": "malformed"}[case] in message
+
+
+def test_groups_grant_what_the_profile_says_to_tokens_without_storage_scopes(site: Site) -> None:
+    """MinIO's claim-based policy on wlcg.groups: /cygno may read but not write; /cygno/daq may create in
+    cygno-data but not read (only the groups the token lists count)."""
+    s3(site).put_object(Bucket="cygno-data", Key="groups/a.bin", Body=b"group")
+    member = s3(site, sts(site, token(site, "member"))["Credentials"])
+    assert member.get_object(Bucket="cygno-data", Key="groups/a.bin")["Body"].read() == b"group"
+    with pytest.raises(ClientError) as err:
+        member.put_object(Bucket="cygno-data", Key="groups/b.bin", Body=b"x")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    assert "storage.create" in err.value.response["Error"]["Message"] and not exists(site, "cygno-data", "groups/b.bin")
+    daq = s3(site, sts(site, token(site, "daqgroup"))["Credentials"])
+    daq.put_object(Bucket="cygno-data", Key="groups/c.bin", Body=b"daq")
+    assert "storage.read" in refused(lambda: daq.get_object(Bucket="cygno-data", Key="groups/a.bin"))
+    assert "storage.create" in refused(lambda: daq.put_object(Bucket="cygno-sim", Key="groups/c.bin", Body=b"x"))
 
 
 def test_temporary_credentials_expire_with_the_token(site: Site) -> None:
