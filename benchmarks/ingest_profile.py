@@ -122,8 +122,8 @@ def profile_batch(pipeline: Any, ingestor: Any) -> list[tuple[str, float, dict[s
     """One pass of the daemon over many files: the upload phase, the batched Rucio phase, the safety phase."""
     rows = []
     ingestor.discover()
-    phases = (("upload phase: SEEN -> UPLOADED, per file, in parallel", ingestor.upload_phase),
-              ("batched phase: UPLOADED -> ATTACHED, bulk Rucio calls", ingestor._batches),
+    phases = (("upload phase: uploads in parallel, a batch registered every 50", ingestor.upload_phase),
+              ("batched phase: the last uploaded files, bulk Rucio calls", ingestor._batches),
               ("safety phase: ATTACHED -> (waits for tape)", ingestor.safety_phase))
     for label, phase in phases:
         T.reset()

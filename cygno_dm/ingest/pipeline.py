@@ -74,6 +74,7 @@ class Pipeline:
         self.progress = progress
         self._verified: set[str] = set()  # paths whose bytes this process uploaded and verified, not yet registered
         self._absent: set[tuple[str, str]] = set()  # DIDs that Rucio said (in bulk) it does not have, not yet uploaded
+        self._file_rules: bool | None = None  # whether files need a landing rule of their own (asked once)
         self.steps: dict[State, Callable[[Entry], Entry]] = {
             State.SEEN: self.check_ready, State.SCANNED: self.upload, State.UPLOADED: self.register,
             State.REGISTERED: self.describe, State.DESCRIBED: self.attach, State.ATTACHED: self.check_safe,
@@ -275,8 +276,26 @@ class Pipeline:
             return self.journal.rewind(e, State.SCANNED, f"no bytes at {e.pfn}: upload again")
         self._verified.discard(e.path)
         added = self.catalog.add_replica(e.rse, e.scope, e.name, sums, e.pfn)
-        self.catalog.ensure_file_rule(e.scope, e.name, e.rse, self.cfg.landing_lifetime)
+        if self.file_rules_needed(e.rse):
+            self.catalog.ensure_file_rule(e.scope, e.name, e.rse, self.cfg.landing_lifetime)
         return self.journal.advance(e, State.REGISTERED, f"replica on {e.rse}" + ("" if added else " (existed)"))
+
+    def file_rules_needed(self, rse: str) -> bool:
+        """Whether each file needs a landing rule of its own on `rse` (asked once per process).
+
+        Not when the profile's raw replication has a rule on exactly this RSE without a lifetime, and the RSE has no
+        `tombstone_delay`: then the replica Rucio registers has no tombstone (the reaper never takes it) until the
+        judge locks it for that dataset rule after the attachment, and the rule keeps it for as long as the policy
+        says. Otherwise (another landing RSE, a rule with a lifetime, an RSE that tombstones new replicas) one
+        landing rule per file keeps it from the moment it is registered, as before.
+        """
+        if rse != self.cfg.rse:
+            return True
+        if self._file_rules is None:
+            kept = any(r.rse_expression == rse and not r.lifetime_days for r in self.profile.replication.get("raw", []))
+            delay = str(self.catalog.rse_attributes(rse).get("tombstone_delay") or "0").strip()
+            self._file_rules = not (kept and delay in ("0", "", "None"))
+        return self._file_rules
 
     def describe(self, e: Entry) -> Entry:
         """REGISTERED → DESCRIBED: run metadata on the DID."""
@@ -416,15 +435,15 @@ class Pipeline:
                 except RucioException as err:  # e.g. a DID of that name without replicas: each file says
                     log.info("bulk registration of %d files refused (%s); one by one", len(new), type(err).__name__)
                     single, new = single + new, []
-            if new:
+            if new and self.file_rules_needed(rse):
                 try:
                     self.catalog.add_file_rules(scope, [e.name for e in new], rse, self.cfg.landing_lifetime)
                 except DuplicateRule:  # another uploader was quicker for some: each file checks its own
                     for e in new:
                         self.catalog.ensure_file_rule(e.scope, e.name, rse, self.cfg.landing_lifetime)
-                for e in new:
-                    self._verified.discard(e.path)
-                    moved.append(self.journal.advance(e, State.REGISTERED, f"replica on {rse} (bulk)"))
+            for e in new:
+                self._verified.discard(e.path)
+                moved.append(self.journal.advance(e, State.REGISTERED, f"replica on {rse} (bulk)"))
             moved += [m for e in single if (m := self.step(e)) is not None]
         return moved
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from cygno_dm.ingest import metrics
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 #: states whose steps are done for many files at once with Rucio's bulk calls, and the largest batch
 BATCHED = frozenset({State.UPLOADED, State.REGISTERED, State.DESCRIBED})
 BATCH = 500
+REGISTER_EVERY = 50  # uploads between two registration batches while the uploads go on
 
 
 class Ingestor:
@@ -140,13 +141,26 @@ class Ingestor:
         return moved
 
     def upload_phase(self) -> int:
-        """SEEN → SCANNED → UPLOADED for every due file, in parallel, after one bulk question to Rucio."""
+        """SEEN → SCANNED → UPLOADED for every due file, in parallel, after one bulk question to Rucio.
+
+        Every REGISTER_EVERY finished uploads, the uploaded files are registered in a batch while the other uploads
+        go on (Rucio's time hidden behind the storage's); each file is locked by whichever works on it.
+        """
         uploads = [e for e in self.journal.due() if index(e.state) < index(State.UPLOADED)]
+        if not uploads:
+            return 0
         try:
             self.p.precheck(uploads)
         except Exception as err:  # noqa: BLE001  each upload asks Rucio itself then
             log.warning("cannot ask Rucio in bulk before uploading: %s: %s", type(err).__name__, err)
-        return self._map(uploads, until=State.UPLOADED)
+        moved = 0
+        with ThreadPoolExecutor(max(1, self.cfg.workers), thread_name_prefix="ingest") as pool:
+            futures = [pool.submit(self._work, e, False, State.UPLOADED) for e in uploads]
+            for done, future in enumerate(as_completed(futures), 1):
+                moved += future.result()
+                if done % REGISTER_EVERY == 0 and done < len(futures):
+                    moved += self._batches()
+        return moved
 
     def safety_phase(self) -> int:
         """ATTACHED → SAFE → DELETED for every due file; those without a tape replica are postponed in bulk."""

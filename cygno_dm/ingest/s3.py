@@ -23,7 +23,7 @@ import google_crc32c
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from cygno_dm.ingest.checksums import Checksums
+from cygno_dm.ingest.checksums import Checksums, scan
 from cygno_dm.ingest.storage import (
     ObjectExists,
     Progress,
@@ -98,6 +98,7 @@ class S3Storage:
         self._tokens = tokens
         self._verify = verify_tls
         self._clients: dict[str, object] = {}
+        self.vouches: bool | None = None  # whether the storage returned a full-object CRC32C (None: not known yet)
 
     def _client(self, endpoint: str):
         if endpoint not in self._clients:
@@ -178,6 +179,16 @@ class S3Storage:
                       crc32c_hex(head.get("ChecksumCRC32C")) if full else None)
 
     def put(self, path: Path, pfn: str, sums: Checksums, progress: Progress | None = None) -> None:
+        """Upload with the scan's checksums declared; the storage checks them against the bytes it receives.
+
+        A single PUT carries Content-MD5 and the CRC32C of the scan; the body read for it is checked against the
+        scan's CRC32C first (hardware CRC: no second MD5 pass). Multipart parts carry their CRC32C; their MD5
+        (Content-MD5 and the ETag check) is computed only once this storage has shown that it keeps no full-object
+        CRC32C. A BadDigest refusal reads the file again to tell a rewritten file (quarantine) from bytes damaged
+        on the way (retry). Every upload ends
+        verified: the storage's full-object CRC32C equals the scan's, or (a storage that does not vouch) the
+        ETag matches, or the stored bytes are read back for their adler32.
+        """
         endpoint, bucket, key = split_pfn(pfn)
         s3 = self._client(endpoint)
         parts = plan_parts(sums.size, self.part_size)
@@ -186,25 +197,28 @@ class S3Storage:
             if len(parts) == 1:
                 with open(path, "rb") as f:
                     body = f.read()
-                if len(body) != sums.size or hashlib.md5(body, usedforsecurity=False).hexdigest() != sums.md5:
+                if len(body) != sums.size or f"{google_crc32c.value(body):08x}" != sums.crc32c:
                     raise StorageError(f"{path}: changed since it was checksummed")
                 res = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentMD5=_b64(bytes.fromhex(sums.md5)),
                                     ChecksumAlgorithm="CRC32C", ChecksumCRC32C=crc32c_b64(sums.crc32c),
                                     Metadata=meta, IfNoneMatch="*")
-                etag = res["ETag"].strip('"')
                 if progress:
                     progress(sums.size)
-                expected = sums.md5
+                expected: str | None = sums.md5
             else:
                 res = self._multipart(s3, path, pfn, bucket, key, parts, meta, sums, progress)
                 digests = res.pop("digests")
-                etag = res["ETag"].strip('"')
-                expected = f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+                expected = (f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+                            if digests else None)
         except (StorageError, StorageUnavailable):
             raise
         except Exception as err:
+            if isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in ("BadDigest",
+                                                                                             "InvalidDigest"):
+                raise self._bad_digest(path, pfn, sums) from err
             raise self._fail(pfn, err) from err
-        if etag != expected:
+        etag = res["ETag"].strip('"')
+        if expected is not None and etag != expected:
             raise StorageError(f"{pfn}: stored ETag {etag} != expected {expected}")
         # The storage checked our CRC32C against the bytes it received (a mismatch is refused with BadDigest);
         # it must also say so: an answer without it means a storage that ignores checksums.
@@ -216,8 +230,24 @@ class S3Storage:
             vouched = stored.crc32c
         if vouched is not None and vouched != sums.crc32c:
             raise StorageError(f"{pfn}: storage CRC32C {vouched} != {sums.crc32c}")
-        log.info("%s stored (%d bytes, %d part(s), etag %s, crc32c %s)", pfn, sums.size, len(parts), etag,
-                 "checked by the storage" if vouched else "not offered")
+        self.vouches = vouched is not None
+        how = "crc32c checked by the storage" if vouched else "etag"
+        if vouched is None and expected is None:  # parts sent without MD5 and no storage checksum: read back
+            problem, how = verify_by_adler32(self, pfn, sums, "read-back adler32 (no storage checksum)")
+            if problem:
+                raise StorageError(f"{pfn}: {problem}")
+        log.info("%s stored (%d bytes, %d part(s), etag %s, %s)", pfn, sums.size, len(parts), etag, how)
+
+    def _bad_digest(self, path: Path, pfn: str, sums: Checksums) -> Exception:
+        """The storage refused the bytes as not matching the declared checksums: the file changed, or the bytes
+        were damaged on the way (retry)."""
+        try:
+            now = scan(path, gzip=False)
+        except OSError as err:
+            return StorageError(f"{path}: changed since it was checksummed (cannot read it: {err})")
+        if (now.size, now.md5, now.crc32c) != (sums.size, sums.md5, sums.crc32c):
+            return StorageError(f"{path}: changed since it was checksummed (md5 {now.md5} != {sums.md5})")
+        return StorageUnavailable(f"{pfn}: the storage received other bytes than sent (BadDigest): retrying")
 
     def _multipart(self, s3, path: Path, pfn: str, bucket: str, key: str, parts: list[tuple[int, int]],
                    meta: dict[str, str], sums: Checksums, progress: Progress | None) -> dict:
@@ -225,26 +255,31 @@ class S3Storage:
         upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta, ChecksumAlgorithm="CRC32C",
                                                ChecksumType="FULL_OBJECT")["UploadId"]
         fd = os.open(path, os.O_RDONLY)
+        with_md5 = self.vouches is False  # a storage that keeps full-object CRC32Cs checks the parts by their CRC32C
 
-        def one(num: int, off: int, length: int) -> tuple[bytes, str]:
+        def one(num: int, off: int, length: int) -> tuple[bytes | None, str, str]:
             data = os.pread(fd, length, off)
             if len(data) != length:
                 raise StorageError(f"{path}: shrank while uploading")
-            digest = hashlib.md5(data, usedforsecurity=False).digest()
             crc = _b64(google_crc32c.value(data).to_bytes(4, "big"))
+            extra = {}
+            digest = None
+            if with_md5:
+                digest = hashlib.md5(data, usedforsecurity=False).digest()
+                extra["ContentMD5"] = _b64(digest)
             res = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=num, Body=data,
-                                 ContentMD5=_b64(digest), ChecksumAlgorithm="CRC32C", ChecksumCRC32C=crc)
-            if res["ETag"].strip('"') != digest.hex():
+                                 ChecksumAlgorithm="CRC32C", ChecksumCRC32C=crc, **extra)
+            if digest is not None and res["ETag"].strip('"') != digest.hex():
                 raise StorageError(f"{pfn}: part {num} ETag {res['ETag']} != md5 {digest.hex()}")
             if progress:
                 progress(length)
-            return digest, crc
+            return digest, res["ETag"], crc
 
         try:
             with ThreadPoolExecutor(self.parallel, thread_name_prefix="s3part") as pool:
                 done = list(pool.map(lambda p: one(p[0] + 1, *p[1]), enumerate(parts)))
-            listing = {"Parts": [{"PartNumber": i + 1, "ETag": f'"{d.hex()}"', "ChecksumCRC32C": c}
-                                 for i, (d, c) in enumerate(done)]}
+            listing = {"Parts": [{"PartNumber": i + 1, "ETag": etag, "ChecksumCRC32C": crc}
+                                 for i, (_, etag, crc) in enumerate(done)]}
             res = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload=listing,
                                                ChecksumCRC32C=crc32c_b64(sums.crc32c), ChecksumType="FULL_OBJECT",
                                                IfNoneMatch="*")
@@ -256,7 +291,7 @@ class S3Storage:
             raise
         finally:
             os.close(fd)
-        return {**res, "digests": [d for d, _ in done]}
+        return {**res, "digests": [d for d, _, _ in done] if with_md5 else []}
 
     def abort_stale(self, pfn: str) -> int:
         """Abort unfinished multipart uploads of this key (left by a killed uploader); return how many."""

@@ -122,6 +122,13 @@ def test_runs_are_registered_once_replicated_and_deleted_only_when_safe(daq_env,
         assert all(p.exists() for p in files.values())
         assert all(r["waits_for"].startswith("waiting for tape archive") for r in rows(again.journal))
 
+    # The landing copy is kept by the profile's dataset rule on the landing RSE, not by a rule per file.
+    for run in (700001, 700000 + n - 1):
+        assert list(client.list_did_rules(SCOPE, f"MAN/run{run}.mid.gz")) == []
+        if tape:  # the judge has evaluated the dataset's rules by now (the tape copy is there)
+            locks = {r["rse_expression"] for r in client.list_associated_rules_for_file(SCOPE, f"MAN/run{run}.mid.gz")}
+            assert "CNAF_USERDISK" in locks, locks
+
     # A physicist downloads with the plain rucio CLI and gets the same bytes.
     rucio = str(Path(sys.executable).parent / "rucio")
     env = {**os.environ, **tb.env("alice")}
@@ -218,3 +225,19 @@ def test_run_log_end_of_run_gates_the_upload(daq_env, tmp_path):
     ing.run(once=True)
     entry = ing.journal.entries()[0]
     assert entry.state == State.ATTACHED and entry.meta["number_of_events"] == 10
+
+
+def test_a_landing_rse_without_a_lasting_profile_rule_gets_a_landing_rule_per_file(daq_env, tmp_path):
+    tb = daq_env
+    rse = next((r.rse_expression for r in tb.profile.replication["raw"] if r.lifetime_days
+                and tb.profile.rses.get(r.rse_expression) and tb.profile.rses[r.rse_expression].kind != "tape"), None)
+    if rse is None:
+        pytest.skip("the profile has no disk rule with a lifetime to land on")
+    files = [run_file(tmp_path / "daq", r, size=3000, tag="MAN") for r in range(706200, 706203)]
+    ing = make_ingestor(tb, tmp_path / "daq", tmp_path / "j.sqlite", rse=rse, delete_local=False)
+    ing.run(once=True)
+    assert ing.journal.counts() == {"ATTACHED": len(files)}
+    for path in files:  # the dataset rule on this RSE expires: each file keeps its own landing rule
+        rules = list(tb.client(DAQ).list_did_rules(SCOPE, f"MAN/{path.name}"))
+        assert [(r["rse_expression"], r["account"]) for r in rules] == [(rse, DAQ)]
+        assert rules[0]["expires_at"] is not None
