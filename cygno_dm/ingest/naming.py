@@ -52,8 +52,10 @@ def dataset_name(profile: Profile, run: RunFile) -> str:
         return profile.naming.dataset.format(**run.groups)
     per = profile.naming.runs_per_dataset
     digits = run.basename.removeprefix("run").removesuffix(profile.naming.raw_suffix)
-    width = len(digits)
     first = run.run - run.run % per
+    # a period that crosses a power of ten (99995-100001) holds names of two widths: pad to the wider one, so
+    # every file of the period gets the same dataset
+    width = max(len(digits), len(str(first + per - 1)))
     text = f"{first:0{width}d}"
     zeros = len(str(per)) - 1
     if per == 10**zeros and zeros > 0 and text.endswith("0" * zeros):

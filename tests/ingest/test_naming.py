@@ -44,6 +44,12 @@ def test_tag_comes_from_the_directory_or_is_given():
     assert did_for_file(PROFILE, Path("/daq/run12345.mid.gz"), "LNF").name == "LNF/run12345.mid.gz"
 
 
+def test_a_period_across_a_power_of_ten_is_one_dataset():
+    prof = _with_per(7)
+    names = [dataset_name(prof, parse_did_name(prof, f"LNGS/run{r:05d}.mid.gz")) for r in (99995, 99999, 100001)]
+    assert names == ["LNGS/runs-099995-100001"] * 3
+
+
 def test_runs_sort_numerically():
     names = ["LNGS/run100000.mid.gz", "LNGS/run99999.mid.gz", "LNGS/run100001.mid.gz"]
     runs = sorted(parse_did_name(PROFILE, n) for n in names)
