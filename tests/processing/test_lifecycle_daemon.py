@@ -148,7 +148,8 @@ def test_the_daemon_reconstructs_new_runs_unasked_and_exactly_once(sqlite_runs: 
             assert time.monotonic() < deadline, metrics
             time.sleep(0.5)
         assert metrics[("cygno_lifecycle_runs", "done")] == 5 and metrics[("cygno_lifecycle_runs", "failed")] == 1
-        assert metrics[("cygno_lifecycle_queue_depth", None)] == 1  # the run without pedestal
+        pending = [(r.did, r.state, r.waiting_for) for r in store.runs(CAMPAIGN, ("seen", "waiting"))]
+        assert metrics[("cygno_lifecycle_queue_depth", None)] == 1, pending  # the run without pedestal
         assert metrics[("cygno_lifecycle_seen_to_done_seconds_count", None)] == 2  # this daemon's jobs
     finally:
         again.send_signal(signal.SIGTERM)
